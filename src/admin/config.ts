@@ -38,9 +38,13 @@ export interface LunSpec {
   readonly serial?: string;
   readonly vendor?: string;
   readonly product?: string;
+  /** Free-form SCSI id shown by the tgtadm front end (tgt's scsi_id); the NAA comes from `id`. */
+  readonly scsiId?: string;
 }
 
 export interface TargetSpec {
+  /** Target id for the tgtadm front end (tgt's tid); generated and saved when missing. */
+  readonly tid?: number;
   readonly name: string;
   readonly alias?: string;
   readonly portalGroups?: readonly number[];
@@ -56,6 +60,8 @@ export interface LunarConfig {
   readonly portals: readonly PortalSpec[];
   readonly targets: readonly TargetSpec[];
   readonly discovery?: { readonly chap?: { readonly users: readonly ChapUser[] } };
+  /** CHAP accounts (tgtadm's account list); a target uses the ones copied into its `chap`. */
+  readonly accounts?: readonly ChapUser[];
 }
 
 export const DEFAULT_PORT = 3260;
@@ -99,6 +105,7 @@ export const CONFIG_SCHEMA = {
         },
       },
     },
+    accounts: { type: 'array', items: chapUser },
     discovery: {
       type: 'object',
       additionalProperties: false,
@@ -118,6 +125,7 @@ export const CONFIG_SCHEMA = {
         additionalProperties: false,
         required: ['name', 'luns'],
         properties: {
+          tid: { type: 'integer', minimum: 1, maximum: 2147483647 },
           name: { type: 'string', maxLength: 223, pattern: IQN_RE },
           alias: { type: 'string', maxLength: 255 },
           portalGroups: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 }, minItems: 1 },
@@ -166,6 +174,7 @@ export const CONFIG_SCHEMA = {
                 serial: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[\\x21-\\x7e]+$' },
                 vendor: { type: 'string', minLength: 1, maxLength: 8, pattern: '^[\\x20-\\x7e]+$' },
                 product: { type: 'string', minLength: 1, maxLength: 16, pattern: '^[\\x20-\\x7e]+$' },
+                scsiId: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[\\x21-\\x7e]+$' },
               },
             },
           },
@@ -351,8 +360,10 @@ interface RawLun {
   serial?: string;
   vendor?: string;
   product?: string;
+  scsiId?: string;
 }
 interface RawTarget {
+  tid?: number;
   name: string;
   alias?: string;
   portalGroups?: number[];
@@ -364,6 +375,7 @@ interface RawTarget {
   luns: RawLun[];
 }
 interface RawConfig {
+  accounts?: ChapUser[];
   portals?: { listen: string; group?: number }[];
   discovery?: { chap?: { users: ChapUser[] } };
   targets?: RawTarget[];
@@ -385,15 +397,27 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
   });
   const groups = new Set(portals.map((p) => p.group));
   const names = new Set<string>();
+  const tids = new Map<number, string>();
+  const users = new Set<string>();
+  (raw.accounts ?? []).forEach((a, i) => {
+    if (users.has(a.user)) problems.push(`${at(['accounts', i, 'user'])}: accounts[${i}].user: "${a.user}" is defined twice`);
+    users.add(a.user);
+  });
   const targets: TargetSpec[] = (raw.targets ?? []).map((t, ti) => {
     const tp = (...rest: (string | number)[]) => ['targets', ti, ...rest];
     if (names.has(t.name.toLowerCase())) problems.push(`${at(tp('name'))}: targets[${ti}].name: "${t.name}" is defined twice`);
     names.add(t.name.toLowerCase());
+    if (t.tid !== undefined) {
+      const other = tids.get(t.tid);
+      if (other) problems.push(`${at(tp('tid'))}: targets[${ti}].tid: tid ${t.tid} is also used by ${other}`);
+      tids.set(t.tid, t.name);
+    }
     for (const g of t.portalGroups ?? []) {
       if (!groups.has(g)) problems.push(`${at(tp('portalGroups'))}: targets[${ti}].portalGroups: no portal has group ${g}`);
     }
     for (const a of t.acl?.addresses === 'ALL' ? [] : (t.acl?.addresses ?? [])) {
-      if (!isAddressPattern(a)) problems.push(`${at(tp('acl', 'addresses'))}: targets[${ti}].acl.addresses: "${a}" is not an IP address or CIDR`);
+      // A host name is kept (tgtadm accepts any word) but never matches: lunar compares addresses.
+      if (a !== 'ALL' && !isAddressPattern(a) && !/^[A-Za-z][A-Za-z0-9.-]*$/.test(a)) problems.push(`${at(tp('acl', 'addresses'))}: targets[${ti}].acl.addresses: "${a}" is not an IP address or CIDR`);
     }
     const lunNumbers = new Set<number>();
     const luns: LunSpec[] = t.luns.map((l, li) => {
@@ -427,6 +451,7 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
         ...(l.serial !== undefined ? { serial: l.serial } : {}),
         ...(l.vendor !== undefined ? { vendor: l.vendor } : {}),
         ...(l.product !== undefined ? { product: l.product } : {}),
+        ...(l.scsiId !== undefined ? { scsiId: l.scsiId } : {}),
       };
     });
     let redirect: TargetSpec['redirect'];
@@ -442,6 +467,7 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
       ? Object.fromEntries(Object.entries(t.params).map(([k, v]) => [k, typeof v === 'boolean' ? (v ? 'Yes' : 'No') : String(v)]))
       : undefined;
     return {
+      ...(t.tid !== undefined ? { tid: t.tid } : {}),
       name: t.name,
       ...(t.alias !== undefined ? { alias: t.alias } : {}),
       ...(t.portalGroups !== undefined ? { portalGroups: t.portalGroups } : {}),
@@ -466,6 +492,7 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
     portals,
     targets,
     ...(raw.discovery?.chap ? { discovery: { chap: { users: raw.discovery.chap.users } } } : {}),
+    ...(raw.accounts !== undefined ? { accounts: raw.accounts } : {}),
   };
 }
 
@@ -503,6 +530,26 @@ export function ensureLunIds(loaded: LoadedConfig): { loaded: LoadedConfig; chan
       return { ...l, id };
     }),
   }));
+  return { loaded: { ...loaded, config: { ...loaded.config, targets } }, changed };
+}
+
+/** Gives every target without a `tid` the next free one (in the document too). */
+export function ensureTids(loaded: LoadedConfig): { loaded: LoadedConfig; changed: boolean } {
+  let changed = false;
+  let next = Math.max(0, ...loaded.config.targets.map((t) => t.tid ?? 0)) + 1;
+  const targets = loaded.config.targets.map((t, ti) => {
+    if (t.tid !== undefined) return t;
+    changed = true;
+    const tid = next++;
+    const node = loaded.document.getIn(['targets', ti], true);
+    if (isMap(node)) {
+      node.set('tid', tid);
+      // keep `tid` first, next to the name, for readers of the file
+      const item = node.items.pop();
+      if (item) node.items.unshift(item);
+    }
+    return { tid, ...t };
+  });
   return { loaded: { ...loaded, config: { ...loaded.config, targets } }, changed };
 }
 

@@ -1,0 +1,249 @@
+/**
+ * Builds a running target from a validated config: backstores, SCSI targets, the iSCSI server.
+ * The only place that knows all three layers; each layer stays ignorant of the others.
+ */
+import { isIP } from 'node:net';
+import { isAbsolute, join } from 'node:path';
+import { openBackstore } from '../backstore/index.js';
+import type { Backstore } from '../backstore/types.js';
+import { IscsiServer, type IscsiServerConfig, type IscsiTargetConfig } from '../iscsi/index.js';
+import { createScsiTarget, type LogicalUnitConfig, type LunarScsiTarget } from '../scsi/index.js';
+import type { Logger } from '../util/log.js';
+import type { LunarConfig, LunSpec, TargetSpec } from './config.js';
+
+/** Fields whose change needs the backing store reopened. */
+const BACKSTORE_FIELDS = ['backstore', 'path', 'size', 'blockSize', 'readOnly', 'direct'] as const;
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+interface SessionEvent {
+  readonly tsih?: number;
+  readonly initiator?: string;
+  readonly address?: string;
+  readonly target?: string;
+  readonly discovery?: boolean;
+  readonly headerDigest?: string;
+  readonly dataDigest?: string;
+  readonly reason?: string;
+}
+
+function describeSession(s: SessionEvent): string {
+  const what = s.discovery ? 'discovery' : (s.target ?? '?');
+  const digests = s.headerDigest && s.headerDigest !== 'None' ? ` hd=${s.headerDigest}` : '';
+  const dd = s.dataDigest && s.dataDigest !== 'None' ? ` dd=${s.dataDigest}` : '';
+  return `${s.initiator ?? '?'} from ${s.address ?? '?'} -> ${what} tsih ${s.tsih ?? '?'}${digests}${dd}`;
+}
+
+export interface Runtime {
+  readonly server: IscsiServer;
+  readonly backstores: ReadonlyMap<string, Backstore>;
+  stop(opts?: { logoutTimeoutMs?: number }): Promise<void>;
+  /**
+   * Applies the difference between two configs to the running server: targets added/removed,
+   * LUNs added/removed/changed (REPORTED LUNS DATA HAS CHANGED via the SCSI target), target
+   * settings (ACL, CHAP, params, redirect), portals. `force` drops sessions of removed targets.
+   */
+  reconcile(from: LunarConfig, to: LunarConfig, opts?: { force?: boolean; portals?: boolean }): Promise<void>;
+  /** The SCSI target of a target name (status output). */
+  scsiTarget(name: string): LunarScsiTarget | undefined;
+}
+
+export async function openLun(spec: LunSpec, dataDir: string): Promise<Backstore> {
+  switch (spec.backstore) {
+    case 'file': {
+      const path = isAbsolute(spec.path ?? '') ? (spec.path as string) : join(dataDir, spec.path ?? '');
+      return openBackstore({
+        kind: 'file',
+        path,
+        blockSize: spec.blockSize,
+        readOnly: spec.readOnly,
+        direct: spec.direct,
+        create: true,
+        ...(spec.size !== undefined ? { size: spec.size } : {}),
+      });
+    }
+    case 'memory':
+      return openBackstore({ kind: 'memory', size: spec.size ?? 0, blockSize: spec.blockSize });
+    case 'null':
+      return openBackstore({ kind: 'null', size: spec.size ?? 0, blockSize: spec.blockSize });
+  }
+}
+
+function luConfig(l: LunSpec, bs: Backstore): LogicalUnitConfig {
+  return {
+    lun: l.lun,
+    backstore: bs,
+    id: l.id ?? '',
+    readOnly: l.readOnly,
+    removable: l.removable,
+    writeCache: l.writeCache,
+    ...(l.serial !== undefined ? { serial: l.serial } : {}),
+    ...(l.vendor !== undefined ? { vendor: l.vendor } : {}),
+    ...(l.product !== undefined ? { product: l.product } : {}),
+  };
+}
+
+async function buildTarget(t: TargetSpec, dataDir: string, opened: Map<string, Backstore>): Promise<IscsiTargetConfig> {
+  const luns = [];
+  for (const l of t.luns) {
+    const bs = await openLun(l, dataDir);
+    opened.set(`${t.name}/${l.lun}`, bs);
+    luns.push(luConfig(l, bs));
+  }
+  return iscsiTargetConfig(t, createScsiTarget({ name: t.name, luns }));
+}
+
+function iscsiTargetConfig(t: TargetSpec, scsi: LunarScsiTarget): IscsiTargetConfig {
+  return {
+    name: t.name,
+    ...(t.alias !== undefined ? { alias: t.alias } : {}),
+    scsi,
+    ...(t.portalGroups !== undefined ? { portalGroupTags: [...t.portalGroups] } : {}),
+    acl: {
+      initiators: t.acl.initiators === 'ALL' ? 'ALL' : [...t.acl.initiators],
+      // tgtadm's "bind -I ALL" next to single addresses: ALL wins
+      // host names (accepted as tgtadm does) never match an initiator's address: left out
+      addresses:
+        t.acl.addresses === 'ALL' || t.acl.addresses.includes('ALL') ? 'ALL' : t.acl.addresses.filter((a) => isIP(a.split('/')[0] ?? '') !== 0),
+    },
+    ...(t.chap !== undefined
+      ? { chap: { users: t.chap.users.map((u) => ({ ...u })), ...(t.chap.mutual ? { mutual: { ...t.chap.mutual } } : {}) } }
+      : {}),
+    ...(t.redirect !== undefined ? { redirect: { ...t.redirect } } : {}),
+    ...(t.params !== undefined ? { params: { ...t.params } } : {}),
+    ...(t.queueDepth !== undefined ? { queueDepth: t.queueDepth } : {}),
+  };
+}
+
+/** Opens every backstore and starts listening. On failure, closes what it opened. */
+export async function startRuntime(config: LunarConfig, dataDir: string, log: Logger): Promise<Runtime> {
+  const opened = new Map<string, Backstore>();
+  const closeAll = async () => {
+    await Promise.allSettled([...opened.values()].map((b) => b.close()));
+  };
+  let server: IscsiServer;
+  const scsiTargets = new Map<string, LunarScsiTarget>();
+  try {
+    const targets: IscsiTargetConfig[] = [];
+    for (const t of config.targets) {
+      const built = await buildTarget(t, dataDir, opened);
+      scsiTargets.set(t.name, built.scsi as LunarScsiTarget);
+      targets.push(built);
+    }
+    const cfg: IscsiServerConfig = {
+      portals: config.portals.map((p) => ({ host: p.host, port: p.port, portalGroupTag: p.group })),
+      targets,
+      ...(config.discovery?.chap ? { discoveryChap: { users: config.discovery.chap.users.map((u) => ({ ...u })) } } : {}),
+    };
+    server = new IscsiServer(cfg);
+    server.on('session-up', (s: SessionEvent) => log.info(`session up: ${describeSession(s)}`));
+    server.on('session-down', (s: SessionEvent) =>
+      log.info(`session down: ${describeSession(s)}${s.reason ? ` (${s.reason})` : ''}`),
+    );
+    server.on('login-failed', (s: unknown) => log.warn({ login: s }, 'login refused'));
+    await server.start();
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+  for (const [name, bs] of opened) {
+    if (bs.kind === 'file' && !bs.capabilities.directIo) {
+      log.warn(`${name}: ${bs.description}: the filesystem refused O_DIRECT; using buffered I/O`);
+    }
+  }
+  const closeLun = async (key: string) => {
+    const bs = opened.get(key);
+    opened.delete(key);
+    if (bs) {
+      await bs.flush().catch(() => undefined);
+      await bs.close().catch(() => undefined);
+    }
+  };
+  return {
+    server,
+    backstores: opened,
+    scsiTarget: (name) => scsiTargets.get(name),
+    async reconcile(from, to, opts = {}) {
+      const before = new Map(from.targets.map((t) => [t.name, t]));
+      const after = new Map(to.targets.map((t) => [t.name, t]));
+      for (const [name, t] of before) {
+        if (after.has(name)) continue;
+        server.removeTarget(name, { force: opts.force ?? false });
+        scsiTargets.delete(name);
+        for (const l of t.luns) await closeLun(`${name}/${l.lun}`);
+        log.info(`target ${name} removed`);
+      }
+      for (const [name, t] of after) {
+        const old = before.get(name);
+        if (!old) {
+          const fresh = new Map<string, Backstore>();
+          let built: IscsiTargetConfig;
+          try {
+            built = await buildTarget(t, dataDir, fresh);
+            server.addTarget(built);
+          } catch (err) {
+            await Promise.allSettled([...fresh.values()].map((b) => b.close()));
+            throw err;
+          }
+          for (const [k, v] of fresh) opened.set(k, v);
+          scsiTargets.set(name, built.scsi as LunarScsiTarget);
+          log.info(`target ${name} added`);
+          continue;
+        }
+        const scsi = scsiTargets.get(name);
+        if (!scsi) throw new Error(`target ${name}: no SCSI target (internal)`);
+        const oldLuns = new Map(old.luns.map((l) => [l.lun, l]));
+        const newLuns = new Map(t.luns.map((l) => [l.lun, l]));
+        for (const [n] of oldLuns) {
+          if (newLuns.has(n)) continue;
+          scsi.removeLun(n);
+          await closeLun(`${name}/${n}`);
+          log.info(`target ${name} LUN ${n} removed`);
+        }
+        for (const [n, l] of newLuns) {
+          const was = oldLuns.get(n);
+          if (was && sameJson(was, l)) continue;
+          const key = `${name}/${n}`;
+          let bs = opened.get(key);
+          const reopen = !was || !bs || BACKSTORE_FIELDS.some((f) => !sameJson(was[f], l[f]));
+          if (reopen) {
+            const nbs = await openLun(l, dataDir);
+            if (was) {
+              scsi.removeLun(n);
+              await closeLun(key);
+            }
+            bs = nbs;
+            opened.set(key, bs);
+          } else if (was) {
+            scsi.removeLun(n);
+          }
+          if (!bs) throw new Error(`target ${name} LUN ${n}: no backstore (internal)`);
+          scsi.addLun(luConfig(l, bs));
+          log.info(`target ${name} LUN ${n} ${was ? 'updated' : 'added'}`);
+        }
+        const { luns: _a, ...restOld } = old;
+        const { luns: _b, ...restNew } = t;
+        if (!sameJson(restOld, restNew)) {
+          server.updateTarget(iscsiTargetConfig(t, scsi));
+          log.info(`target ${name} settings updated`);
+        }
+      }
+      if (opts.portals !== false) {
+        const key = (p: { host: string; port: number }) => `${p.host}|${p.port}`;
+        const was = new Set(from.portals.map(key));
+        const now = new Set(to.portals.map(key));
+        for (const p of from.portals) if (!now.has(key(p))) server.removePortal(p.host, p.port);
+        for (const p of to.portals) {
+          if (!was.has(key(p))) await server.addPortal({ host: p.host, port: p.port, portalGroupTag: p.group });
+        }
+      }
+    },
+    async stop(opts) {
+      await server.stop(opts);
+      await Promise.allSettled([...opened.values()].map((b) => b.flush()));
+      await closeAll();
+    },
+  };
+}

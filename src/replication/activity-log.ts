@@ -1,0 +1,157 @@
+/**
+ * Activity log: the set of "hot" extents (4 MiB by default) that may hold writes in flight. Before
+ * a write touches an extent that is not active, an AL transaction (the new active set) is written
+ * to the metadata; extents leave the set only when idle, after the bitmap pages covering them are
+ * on disk. After a crash, only the AL extents (plus the bitmap) need resync — never the whole device.
+ *
+ * `ActivityLogCore` is the pure bookkeeping (tested alone); `ActivityLog` adds the async
+ * transaction writer and waiting for an idle victim.
+ */
+
+export const AL_EXTENT_SHIFT = 22;
+export const AL_EXTENT_BYTES = 1 << AL_EXTENT_SHIFT;
+
+export function extentsOf(offset: number, length: number, shift = AL_EXTENT_SHIFT): number[] {
+  if (length <= 0) return [];
+  const size = 2 ** shift;
+  const first = Math.floor(offset / size);
+  const last = Math.floor((offset + length - 1) / size);
+  const out: number[] = [];
+  for (let e = first; e <= last; e++) out.push(e);
+  return out;
+}
+
+export interface AlPlan {
+  readonly add: readonly number[];
+  readonly evict: readonly number[];
+}
+
+export class ActivityLogCore {
+  readonly maxExtents: number;
+  /** extent → references (writes in flight). Insertion order = LRU order (refreshed on use). */
+  readonly #active = new Map<number, number>();
+
+  constructor(maxExtents: number, initial: readonly number[] = []) {
+    if (maxExtents < 1) throw new RangeError('al-extents must be at least 1');
+    this.maxExtents = maxExtents;
+    for (const e of initial.slice(0, maxExtents)) this.#active.set(e, 0);
+  }
+
+  get active(): number[] {
+    return [...this.#active.keys()];
+  }
+
+  get size(): number {
+    return this.#active.size;
+  }
+
+  refs(e: number): number {
+    return this.#active.get(e) ?? 0;
+  }
+
+  /** Takes references when every extent is active (no transaction needed); false otherwise. */
+  tryFastPath(extents: readonly number[]): boolean {
+    for (const e of extents) if (!this.#active.has(e)) return false;
+    for (const e of extents) {
+      const r = this.#active.get(e) as number;
+      this.#active.delete(e);
+      this.#active.set(e, r + 1);
+    }
+    return true;
+  }
+
+  /**
+   * Plans a transaction adding the missing extents and evicting idle least-recently-used ones;
+   * null when not enough idle extents exist (the caller waits for a release).
+   */
+  plan(extents: readonly number[]): AlPlan | null {
+    if (extents.length > this.maxExtents) throw new RangeError('request spans more extents than the AL holds');
+    const add = extents.filter((e) => !this.#active.has(e));
+    const need = this.#active.size + add.length - this.maxExtents;
+    const evict: number[] = [];
+    if (need > 0) {
+      for (const [e, r] of this.#active) {
+        if (evict.length >= need) break;
+        if (r === 0 && !extents.includes(e)) evict.push(e);
+      }
+      if (evict.length < need) return null;
+    }
+    return { add, evict };
+  }
+
+  /** Applies a plan (after its transaction is on disk) and takes references. */
+  commit(plan: AlPlan, extents: readonly number[]): void {
+    for (const e of plan.evict) this.#active.delete(e);
+    for (const e of plan.add) this.#active.set(e, 0);
+    this.tryFastPath(extents);
+  }
+
+  /** The active set after applying `plan` (what the transaction writes). */
+  after(plan: AlPlan): number[] {
+    const s = new Set(this.#active.keys());
+    for (const e of plan.evict) s.delete(e);
+    for (const e of plan.add) s.add(e);
+    return [...s];
+  }
+
+  release(extents: readonly number[]): void {
+    for (const e of extents) {
+      const r = this.#active.get(e);
+      if (r !== undefined && r > 0) this.#active.set(e, r - 1);
+    }
+  }
+}
+
+export interface AlWriter {
+  /** Makes the bitmap pages covering `evicted` durable, then writes the new active set durably. */
+  transaction(active: readonly number[], evicted: readonly number[]): Promise<void>;
+}
+
+export class ActivityLog {
+  readonly core: ActivityLogCore;
+  readonly shift: number;
+  readonly #writer: AlWriter;
+  #chain: Promise<void> = Promise.resolve();
+  #waiters: (() => void)[] = [];
+  /** AL transactions written (the `al:` counter). */
+  transactions = 0;
+
+  constructor(maxExtents: number, writer: AlWriter, initial: readonly number[] = [], shift = AL_EXTENT_SHIFT) {
+    this.core = new ActivityLogCore(maxExtents, initial);
+    this.#writer = writer;
+    this.shift = shift;
+  }
+
+  /** Activates the extents of a byte range (writing a transaction if needed); returns them for release(). */
+  async acquire(offset: number, length: number): Promise<number[]> {
+    const ex = extentsOf(offset, length, this.shift);
+    if (this.core.tryFastPath(ex)) return ex;
+    // Transactions are serialised.
+    const run = this.#chain.then(() => this.#slow(ex));
+    this.#chain = run.catch(() => {});
+    await run;
+    return ex;
+  }
+
+  release(extents: readonly number[]): void {
+    this.core.release(extents);
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+
+  async #slow(ex: readonly number[]): Promise<void> {
+    for (;;) {
+      if (this.core.tryFastPath(ex)) return;
+      const plan = this.core.plan(ex);
+      if (plan === null) {
+        await new Promise<void>((r) => this.#waiters.push(r));
+        continue;
+      }
+      await this.#writer.transaction(this.core.after(plan), plan.evict);
+      this.transactions++;
+      this.core.commit(plan, ex);
+      return;
+    }
+  }
+}

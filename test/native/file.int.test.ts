@@ -1,0 +1,336 @@
+import { chmod, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  allocAligned,
+  type BlockFile,
+  fallback,
+  nativeLoaded,
+  openBlockFile,
+  openNativeFile,
+} from '../../src/native/index.js';
+import { diskScratch, patternBytes, rejection, tmpfsScratch } from './helpers.js';
+
+let dir = '';
+let cleanup: () => Promise<void> = async () => {};
+let counter = 0;
+const fresh = (name: string) => join(dir, `${name}-${++counter}.img`);
+
+beforeAll(async () => {
+  ({ dir, cleanup } = await diskScratch('native'));
+});
+afterAll(async () => {
+  await cleanup();
+});
+
+const openers: Array<[string, typeof openBlockFile]> = [['fallback', fallback.openBlockFile]];
+if (nativeLoaded) {
+  openers.unshift(
+    ['native io_uring', (p, o) => openNativeFile(p, { ...o, engine: 'io_uring' })],
+    ['native threadpool', (p, o) => openNativeFile(p, { ...o, engine: 'threadpool' })],
+  );
+}
+
+for (const [name, openFile] of openers) {
+  describe(`${name} block file`, () => {
+    it('creates, writes, reads back, sizes, truncates', async () => {
+      const f = await openFile(fresh('rw'), { create: true, direct: true });
+      try {
+        expect(f.native).toBe(name.startsWith('native'));
+        if (name === 'native threadpool') expect(f.engine).toBe('threadpool');
+        if (name === 'native io_uring') expect(['io_uring', 'threadpool']).toContain(f.engine);
+        if (name === 'fallback') expect(f.engine).toBe('node:fs');
+        if (f.native) {
+          expect(f.direct).toBe(true);
+          expect(f.directNote).toBe('');
+          expect(f.offsetAlign).toBeGreaterThanOrEqual(512);
+        } else {
+          expect(f.direct).toBe(false);
+          expect(f.directNote).toMatch(/./);
+        }
+        expect(await f.size()).toBe(0);
+        await f.truncate(1 << 20);
+        expect(await f.size()).toBe(1 << 20);
+        const data = allocAligned(65_536);
+        patternBytes(65_536, 1).copy(data);
+        expect(await f.write(data, 8192)).toBe(65_536);
+        const back = allocAligned(65_536, { zero: false });
+        expect(await f.read(back, 8192)).toBe(65_536);
+        expect(back.equals(data)).toBe(true);
+        // Reading past the end is short, not an error.
+        const tail = allocAligned(8192);
+        expect(await f.read(tail, (1 << 20) - 4096)).toBe(4096);
+        expect(await f.read(tail, 1 << 21)).toBe(0);
+        await f.datasync();
+        await f.sync();
+      } finally {
+        await f.close();
+      }
+    });
+
+    it('vectored I/O over several aligned buffers', async () => {
+      const f = await openFile(fresh('vec'), { create: true, direct: true });
+      try {
+        const parts = [4096, 8192, 4096].map((n, i) => {
+          const b = allocAligned(n);
+          patternBytes(n, 10 + i).copy(b);
+          return b;
+        });
+        expect(await f.writev(parts, 4096, true)).toBe(16_384);
+        const whole = allocAligned(16_384);
+        expect(await f.read(whole, 4096)).toBe(16_384);
+        expect(whole.equals(Buffer.concat(parts))).toBe(true);
+        const outs = [allocAligned(8192), allocAligned(8192)];
+        expect(await f.readv(outs, 4096)).toBe(16_384);
+        expect(Buffer.concat(outs).equals(whole)).toBe(true);
+        expect(await f.writev([], 0)).toBe(0);
+      } finally {
+        await f.close();
+      }
+    });
+
+    it('dsync write resolves after the data is durable', async () => {
+      const f = await openFile(fresh('dsync'), { create: true, direct: true });
+      try {
+        const b = allocAligned(4096);
+        b.fill(7);
+        expect(await f.write(b, 0, true)).toBe(4096);
+      } finally {
+        await f.close();
+      }
+    });
+
+    it('missing file → ENOENT with the path; create makes it', async () => {
+      const p = fresh('missing');
+      const e = await rejection(openFile(p, { direct: true }));
+      expect(e.code).toBe('ENOENT');
+      expect(e.message).toContain(p);
+      const f = await openFile(p, { create: true });
+      await f.close();
+      expect((await stat(p)).isFile()).toBe(true);
+    });
+
+    it('a directory is refused', async () => {
+      const e = await rejection(openFile(dir, {}));
+      expect(e.code).toBe('EISDIR');
+    });
+
+    it('readOnly handles refuse writes, truncate and punch with EBADF', async () => {
+      const p = fresh('ro');
+      await writeFile(p, Buffer.alloc(8192, 1));
+      const f = await openFile(p, { readOnly: true, direct: true });
+      try {
+        expect(f.readOnly).toBe(true);
+        const b = allocAligned(4096);
+        expect(await f.read(b, 0)).toBe(4096);
+        expect(b[0]).toBe(1);
+        for (const op of [
+          () => f.write(b, 0),
+          () => f.writev([b], 0),
+          () => f.truncate(0),
+          () => f.punchHole(0, 4096),
+        ]) {
+          const e = await rejection(op);
+          expect(e.code).toBe('EBADF');
+          expect(e.message).toMatch(/read-only/);
+        }
+      } finally {
+        await f.close();
+      }
+    });
+
+    it('closed handle → EBADF for every operation; closing twice is harmless', async () => {
+      const f = await openFile(fresh('closed'), { create: true, direct: true });
+      await f.close();
+      expect(f.closed).toBe(true);
+      await f.close();
+      const b = allocAligned(4096);
+      for (const op of [
+        () => f.read(b, 0),
+        () => f.write(b, 0),
+        () => f.readv([b], 0),
+        () => f.datasync(),
+        () => f.size(),
+        () => f.truncate(0),
+        () => f.seekData(0),
+      ]) {
+        const e = await rejection(op);
+        expect(e.code).toBe('EBADF');
+        expect(e.message).toMatch(/closed/);
+      }
+    });
+
+    it('close waits for requests in flight', async () => {
+      const f = await openFile(fresh('inflight'), { create: true, direct: true });
+      await f.truncate(4 << 20);
+      const reads = Array.from({ length: 32 }, (_, i) => f.read(allocAligned(65_536), i * 65_536));
+      const closing = f.close();
+      const results = await Promise.all(reads);
+      await closing;
+      expect(results.every((n) => n === 65_536)).toBe(true);
+    });
+
+    it('bad arguments are coded errors, never crashes', async () => {
+      const f = await openFile(fresh('args'), { create: true });
+      const any = f as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+      try {
+        const cases: Array<[string, unknown[], string]> = [
+          ['read', ['nope', 0], 'ERR_INVALID_ARG_TYPE'],
+          ['read', [new Uint16Array(4), 0], 'ERR_INVALID_ARG_TYPE'],
+          ['read', [Buffer.alloc(8), -1], 'ERR_OUT_OF_RANGE'],
+          ['read', [Buffer.alloc(8), 1.5], 'ERR_OUT_OF_RANGE'],
+          ['read', [Buffer.alloc(8), '0'], 'ERR_INVALID_ARG_TYPE'],
+          ['write', [Buffer.alloc(8), 2 ** 53], 'ERR_OUT_OF_RANGE'],
+          ['write', [Buffer.alloc(8), Number.MAX_SAFE_INTEGER], 'ERR_OUT_OF_RANGE'],
+          ['readv', ['x', 0], 'ERR_INVALID_ARG_TYPE'],
+          ['writev', [[Buffer.alloc(8), 5], 0], 'ERR_INVALID_ARG_TYPE'],
+          ['truncate', [-5], 'ERR_OUT_OF_RANGE'],
+          ['seekData', [Number.NaN], 'ERR_OUT_OF_RANGE'],
+        ];
+        for (const [m, args, code] of cases) {
+          const e = await rejection(() => any[m]!.apply(f, args));
+          expect(e.code, `${m}(${String(args)})`).toBe(code);
+        }
+      } finally {
+        await f.close();
+      }
+      expect((await rejection(openFile('', {}))).code).toBe('ERR_INVALID_ARG_VALUE');
+      expect((await rejection(openFile('a\0b', {}))).code).toBe('ERR_INVALID_ARG_VALUE');
+      expect((await rejection(openFile(42 as unknown as string, {}))).code).toBe('ERR_INVALID_ARG_TYPE');
+    });
+
+    it('seekData/seekHole describe a sparse file', async () => {
+      const f = await openFile(fresh('sparse'), { create: true, direct: true });
+      try {
+        await f.truncate(8 << 20);
+        const b = allocAligned(65_536);
+        b.fill(9);
+        await f.write(b, 4 << 20);
+        await f.datasync();
+        const d = await f.seekData(0);
+        if (f.native) {
+          expect(d).toBe(4 << 20);
+          expect(await f.seekHole(4 << 20)).toBeGreaterThanOrEqual((4 << 20) + 65_536);
+        } else {
+          expect(d).toBe(0); // no SEEK_DATA from node:fs: all data
+        }
+        expect(await f.seekData(8 << 20)).toBe(-1);
+      } finally {
+        await f.close();
+      }
+    });
+  });
+}
+
+describe.runIf(nativeLoaded)('native-only behaviour', () => {
+  let f: BlockFile;
+  beforeAll(async () => {
+    f = await openNativeFile(fresh('align'), { create: true, direct: true });
+    await f.truncate(1 << 20);
+  });
+  afterAll(async () => {
+    await f.close();
+  });
+
+  it('O_DIRECT misuse is EINVAL_ALIGN with a clear message', async () => {
+    expect(f.direct).toBe(true);
+    const aligned = allocAligned(8192);
+    const cases: Array<[() => Promise<unknown>, RegExp]> = [
+      [() => f.read(aligned.subarray(1, 4097), 0), /aligned to/],
+      [() => f.write(Buffer.alloc(4096), 0), /aligned to|multiple/], // heap Buffer: usually unaligned
+      [() => f.read(aligned.subarray(0, 100), 0), /length/],
+      [() => f.write(aligned, 100), /offset/],
+      [() => f.readv([aligned.subarray(0, 4096), aligned.subarray(4096, 4196)], 0), /length/],
+    ];
+    for (const [op, msg] of cases) {
+      const e = await rejection(op);
+      expect(e.code).toBe('EINVAL_ALIGN');
+      expect(e.message).toMatch(msg);
+    }
+  });
+
+  it('punch hole deallocates and reads zeros', async () => {
+    const b = allocAligned(65_536);
+    b.fill(0xab);
+    await f.write(b, 0);
+    await f.punchHole(0, 32_768);
+    const back = allocAligned(65_536, { zero: false });
+    await f.read(back, 0);
+    expect(back.subarray(0, 32_768).every((x) => x === 0)).toBe(true);
+    expect(back.subarray(32_768).every((x) => x === 0xab)).toBe(true);
+    expect(await f.seekData(0)).toBe(32_768);
+  });
+
+  it('allocate preallocates (and extends)', async () => {
+    const before = await f.size();
+    await f.allocate(before, 65_536);
+    expect(await f.size()).toBe(before + 65_536);
+  });
+
+  it('the native and fallback twins agree on file contents', async () => {
+    const p = fresh('twin');
+    const n = await openNativeFile(p, { create: true, direct: true });
+    const data = allocAligned(131_072);
+    patternBytes(data.length, 77).copy(data);
+    await n.write(data, 65_536);
+    await n.close();
+    const t = await fallback.openBlockFile(p, { readOnly: true });
+    const back = Buffer.alloc(131_072);
+    expect(await t.read(back, 65_536)).toBe(131_072);
+    expect(back.equals(data)).toBe(true);
+    expect(await t.size()).toBe(196_608);
+    await t.close();
+  });
+
+  it('the FileHandle class cannot be constructed from JS', async () => {
+    const { createRequire } = await import('node:module');
+    const { fileURLToPath } = await import('node:url');
+    const require = createRequire(import.meta.url);
+    const addonPath = join(
+      fileURLToPath(new URL('../../', import.meta.url)),
+      'build/Release/lunar_native.node',
+    );
+    const addon = require(addonPath) as {
+      FileHandle: new (...a: unknown[]) => unknown;
+      open: (...a: unknown[]) => unknown;
+    };
+    expect(() => new addon.FileHandle()).toThrow(
+      expect.objectContaining({ code: 'ERR_ILLEGAL_CONSTRUCTOR' }),
+    );
+    expect(() => addon.open(42)).toThrow(TypeError);
+    expect(() => addon.open('/x', 'yes')).toThrow(TypeError);
+  });
+
+  it('a file without write permission opens for read (mode bits respected unless root)', async () => {
+    const p = fresh('perm');
+    await writeFile(p, Buffer.alloc(4096));
+    await chmod(p, 0o444);
+    const ro = await openNativeFile(p, { readOnly: true, direct: true });
+    expect(ro.readOnly).toBe(true);
+    await ro.close();
+    if (process.getuid?.() !== 0) {
+      const e = await rejection(openNativeFile(p, { direct: true }));
+      expect(e.code).toBe('EACCES');
+    }
+  });
+});
+
+describe.runIf(nativeLoaded)('tmpfs', () => {
+  it('O_DIRECT on tmpfs is reported as not in use (direct: false, with the reason)', async () => {
+    const s = await tmpfsScratch('native');
+    if (s === null) return;
+    try {
+      const f = await openBlockFile(join(s.dir, 'x.img'), { create: true, direct: true });
+      expect(f.direct).toBe(false);
+      expect(f.directNote).toMatch(/tmpfs|O_DIRECT|buffered/);
+      // Buffered: any alignment works.
+      expect(await f.write(Buffer.from('hello'), 3)).toBe(5);
+      const b = Buffer.alloc(8);
+      expect(await f.read(b, 0)).toBe(8);
+      expect(b.subarray(3).toString()).toBe('hello');
+      await f.close();
+    } finally {
+      await s.cleanup();
+    }
+  });
+});

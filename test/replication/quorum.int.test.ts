@@ -1,0 +1,86 @@
+import { mkdirSync } from 'node:fs';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import type { Resource } from '../../src/replication/resource.js';
+import { resourceStatus } from '../../src/replication/status.js';
+import { backstoreOf, clusterConfig, MiB, startCluster, stopAll, tempDir } from './helpers.js';
+
+const t = tempDir('lunar-repl-q-');
+afterAll(() => t.cleanup());
+let running: Resource[] = [];
+afterEach(async () => {
+  await stopAll(running);
+  running = [];
+});
+let n = 0;
+
+async function three(port: number, onNoQuorum: 'io-error' | 'suspend-io', diskless = true) {
+  const dir = `${t.dir}/c${n++}`;
+  mkdirSync(dir);
+  const cfg = clusterConfig(dir, {
+    nodes: 3,
+    basePort: port,
+    size: 8 * MiB,
+    diskless: diskless ? [2] : [],
+    extra: { quorum: 'majority', onNoQuorum },
+  });
+  const rs = (running = await startCluster(cfg)) as [Resource, Resource, Resource];
+  for (const r of rs) await r.waitConnect(5000);
+  await rs[0].newCurrentUuidClearBitmap();
+  await rs[0].primary();
+  await rs[0].waitSync(5000);
+  await rs[1].waitSync(5000);
+  return rs;
+}
+
+const settle = () => new Promise((r) => setTimeout(r, 150));
+
+describe('3 nodes with majority quorum (diskless tiebreaker)', () => {
+  it('an isolated node cannot be promoted; the majority keeps writing', async () => {
+    const [a, b, c] = await three(7840, 'io-error');
+    expect(c.disk).toBe('Diskless');
+    b.disconnect(); // b is cut off from everyone
+    await settle();
+    expect(b.hasQuorum()).toBe(false);
+    await expect(b.primary()).rejects.toThrow(/quorum/);
+    expect(a.hasQuorum()).toBe(true);
+    await backstoreOf(a).write(0, Buffer.alloc(4096, 1));
+    // The tiebreaker cannot be promoted either (no disk).
+    await expect(c.primary()).rejects.toThrow(/diskless|Primary/);
+  });
+
+  it('no two primaries with quorum: a cut link between the diskful nodes does not allow a second primary', async () => {
+    const [a, b] = await three(7843, 'io-error');
+    a.disconnect(1);
+    b.disconnect(0);
+    await settle();
+    expect(b.hasQuorum()).toBe(true); // b still reaches the tiebreaker …
+    await expect(b.primary()).rejects.toThrow(/Primary/); // … which reports a's role
+    expect(resourceStatus(b).role).toBe('Secondary');
+  });
+
+  it('on-no-quorum io-error: a Primary that loses quorum fails writes', async () => {
+    const [a] = await three(7846, 'io-error');
+    a.disconnect();
+    await settle();
+    await expect(backstoreOf(a).write(0, Buffer.alloc(4096, 2))).rejects.toMatchObject({ code: 'IO' });
+  });
+
+  it('on-no-quorum suspend-io: writes freeze and resume when quorum returns', async () => {
+    const [a] = await three(7849, 'suspend-io');
+    a.disconnect();
+    await settle();
+    let done = false;
+    const w = backstoreOf(a)
+      .write(0, Buffer.alloc(4096, 3))
+      .then(() => {
+        done = true;
+      });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(done).toBe(false);
+    expect(resourceStatus(a).suspended).toContain('quorum');
+    a.connect();
+    await w;
+    expect(done).toBe(true);
+    await a.waitSync(5000);
+  });
+});

@@ -1,0 +1,101 @@
+import { mkdirSync } from 'node:fs';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { MemoryBackstore } from '../../src/backstore/memory.js';
+import type { Backstore, WriteOptions } from '../../src/backstore/types.js';
+import { Resource } from '../../src/replication/resource.js';
+import { resourceStatus } from '../../src/replication/status.js';
+import { backstoreOf, clusterConfig, MiB, randomWrites, sha256File, startCluster, stopAll, tempDir } from './helpers.js';
+
+const t = tempDir('lunar-repl-wp-');
+afterAll(() => t.cleanup());
+let running: Resource[] = [];
+afterEach(async () => {
+  await stopAll(running);
+  running = [];
+});
+let n = 0;
+const sub = (): string => {
+  const d = `${t.dir}/c${n++}`;
+  mkdirSync(d);
+  return d;
+};
+
+describe('protocols A and B', () => {
+  for (const [proto, port] of [
+    ['A', 7860],
+    ['B', 7862],
+  ] as const) {
+    it(`protocol ${proto}: overlapping random writes leave identical replicas`, async () => {
+      const cfg = clusterConfig(sub(), { basePort: port, size: 16 * MiB, net: { protocol: proto } });
+      const [a, b] = (running = await startCluster(cfg)) as [Resource, Resource];
+      await a.waitConnect(5000);
+      await a.newCurrentUuidClearBitmap();
+      await a.primary();
+      await b.waitSync(5000);
+      // Heavy overlap: 400 writes of 4–32 KiB inside 1 MiB at QD32.
+      await randomWrites(backstoreOf(a), 400, 3, { qd: 32, within: [0, MiB], maxBlocks4k: 8 });
+      await backstoreOf(a).flush();
+      expect(await a.verify()).toBe(0);
+      expect(resourceStatus(a).stats.conflicts).toBeGreaterThan(0);
+      await stopAll(running);
+      running = [];
+      expect(sha256File(cfg.nodes[0]!.disk)).toBe(sha256File(cfg.nodes[1]!.disk));
+    });
+  }
+});
+
+/** A memory backstore whose writes can be frozen (a hung disk on the secondary). */
+class StallingStore extends MemoryBackstore {
+  stalled = false;
+  #waiters: (() => void)[] = [];
+  override async write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+    while (this.stalled) await new Promise<void>((r) => this.#waiters.push(r));
+    return super.write(lba, data, opts);
+  }
+  unstall(): void {
+    this.stalled = false;
+    for (const w of this.#waiters.splice(0)) w();
+  }
+}
+
+describe('peer timeouts', () => {
+  it('a peer that stops completing writes is dropped after ko-count × timeout; writes go on; resync afterwards', async () => {
+    const cfg = clusterConfig(sub(), {
+      basePort: 7864,
+      size: 8 * MiB,
+      net: { timeoutMs: 200, koCount: 3, pingIntMs: 200, pingTimeoutMs: 2000 },
+    });
+    const stores = new Map<number, StallingStore>();
+    const open = async (node: { id: number }): Promise<Backstore> => {
+      const s = new StallingStore({ blockSize: 4096, blockCount: (8 * MiB) / 4096 });
+      stores.set(node.id, s);
+      return s;
+    };
+    const [a, b] = (running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }))) as [
+      Resource,
+      Resource,
+    ];
+    await a.up();
+    await b.up();
+    await a.waitConnect(5000);
+    await a.newCurrentUuidClearBitmap();
+    await a.primary();
+    await b.waitSync(5000);
+    const bs = backstoreOf(a);
+    stores.get(1)!.stalled = true;
+    const t0 = Date.now();
+    await bs.write(0, Buffer.alloc(8192, 7));
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(500);
+    expect(took).toBeLessThan(3000);
+    const st = resourceStatus(a).peers[0]!;
+    expect(st.lastError).toMatch(/ko-count/);
+    expect(st.outOfSyncKiB).toBeGreaterThanOrEqual(8);
+    // More writes while the peer is away complete at local speed.
+    await bs.write(16, Buffer.alloc(4096, 8));
+    stores.get(1)!.unstall();
+    await a.waitSync(10000);
+    await b.waitSync(10000);
+    expect(await a.verify()).toBe(0);
+  });
+});

@@ -1,0 +1,106 @@
+import { readFileSync } from 'node:fs';
+import protobuf from 'protobufjs';
+import { describe, expect, it } from 'vitest';
+import {
+  DataFlags,
+  decodeHeader,
+  encodeFrameBuffer,
+  encodeHeader,
+  FrameReader,
+  PACKET_NAMES,
+  PacketType,
+  WireError,
+} from '../../src/wire/codec.js';
+import { REPL_DESCRIPTOR } from '../../src/wire/descriptor.js';
+
+describe('descriptor', () => {
+  it('matches repl.proto (regenerate src/wire/descriptor.ts when this fails)', () => {
+    const text = readFileSync(new URL('../../src/wire/repl.proto', import.meta.url), 'utf8');
+    const json = protobuf.parse(text).root.toJSON();
+    expect(JSON.parse(JSON.stringify(json))).toEqual(JSON.parse(JSON.stringify(REPL_DESCRIPTOR)));
+  });
+});
+
+describe('codec', () => {
+  it('round-trips every packet type with header fields', () => {
+    for (const t of Object.values(PacketType)) {
+      const h = encodeHeader({ type: t, id: 7, offset: 2 ** 40 + 4096, length: 65536, flags: DataFlags.FUA, seq: 9 });
+      const p = decodeHeader(h);
+      expect(p.type).toBe(t);
+      expect(p.id).toBe(7);
+      expect(p.offset).toBe(2 ** 40 + 4096);
+      expect(p.length).toBe(65536);
+      expect(p.flags).toBe(DataFlags.FUA);
+      expect(p.seq).toBe(9);
+      expect(PACKET_NAMES[t]).toBeTypeOf('string');
+    }
+  });
+
+  it('round-trips params', () => {
+    const params = {
+      currentUuid: 'a1b2c3d4e5f60718',
+      bitmapUuid: '0000000000000000',
+      history: ['1111111111111111', '2222222222222222'],
+      role: 1,
+      disk: 5,
+      sizeBytes: 1 << 30,
+      dirtyBits: 12345,
+      protocol: 2,
+      discardMyData: true,
+      crashedPrimary: false,
+      resolveConflicts: true,
+      flags: 0,
+      hasQuorum: true,
+      primarySeen: 5,
+    };
+    const p = decodeHeader(encodeHeader({ type: PacketType.PARAMS, params }));
+    expect(p.params?.currentUuid).toBe(params.currentUuid);
+    expect(p.params?.history).toEqual(params.history);
+    expect(p.params?.dirtyBits).toBe(12345);
+    expect(p.params?.discardMyData).toBe(true);
+  });
+
+  it('rejects unknown packet types and garbage', () => {
+    expect(() => decodeHeader(encodeHeader({ type: 99 as PacketType }))).toThrow(WireError);
+    expect(() => decodeHeader(Buffer.from([0xff, 0xff, 0xff]))).toThrow(WireError);
+  });
+});
+
+describe('FrameReader', () => {
+  const payload = Buffer.alloc(10000, 0xab);
+  const f1 = encodeFrameBuffer({ type: PacketType.DATA, id: 1, offset: 4096, length: payload.length }, payload);
+  const f2 = encodeFrameBuffer({ type: PacketType.PING });
+
+  it('reassembles frames from arbitrary chunking', () => {
+    const all = Buffer.concat([f1, f2, f1]);
+    for (const step of [1, 3, 7, 8, 9, 100, 4096, all.length]) {
+      const r = new FrameReader();
+      const got = [];
+      for (let i = 0; i < all.length; i += step) got.push(...r.push(all.subarray(i, i + step)));
+      expect(got.map((f) => f.packet.type)).toEqual([PacketType.DATA, PacketType.PING, PacketType.DATA]);
+      expect(got[0]?.payload.equals(payload)).toBe(true);
+      expect(got[1]?.payload.length).toBe(0);
+      expect(r.buffered).toBe(0);
+      expect(r.bytesIn).toBe(all.length);
+    }
+  });
+
+  it('hands out the payload as a slice of the receive buffer (no copy) when the frame is in one chunk', () => {
+    const r = new FrameReader();
+    const [f] = r.push(f1);
+    expect(f?.payload.buffer).toBe(f1.buffer);
+  });
+
+  it('rejects oversized frames, bad header lengths, and stays poisoned', () => {
+    const r = new FrameReader(1024);
+    expect(() => r.push(f1)).toThrow(/frame length/);
+    expect(() => r.push(f2)).toThrow(WireError);
+    const bad = Buffer.alloc(16);
+    bad.writeUInt32BE(12, 0);
+    bad.writeUInt32BE(50, 4); // header longer than the frame
+    expect(() => new FrameReader().push(bad)).toThrow(expect.objectContaining({ code: 'BAD_HEADER_LENGTH' }));
+    const zero = Buffer.alloc(8);
+    zero.writeUInt32BE(2, 0);
+    expect(() => new FrameReader().push(zero)).toThrow(expect.objectContaining({ code: 'FRAME_TOO_LARGE' }));
+  });
+});
