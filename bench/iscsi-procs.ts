@@ -172,6 +172,8 @@ export interface LunarOptions {
   cmd?: readonly string[];
   logLevel?: string;
   startTimeoutMs?: number;
+  /** Extra node flags for lunar (e.g. --max-old-space-size=64); ignored with `cmd`. */
+  nodeArgs?: readonly string[];
 }
 
 export function lunarConfigYaml(o: Pick<LunarOptions, 'iqn' | 'ports' | 'luns' | 'params'>): string {
@@ -199,7 +201,7 @@ export async function startLunar(o: LunarOptions): Promise<RunningTarget> {
   mkdirSync(join(dir, 'data'), { recursive: true });
   const cfg = join(dir, 'lunar.yaml');
   writeFileSync(cfg, lunarConfigYaml(o));
-  const base = o.cmd?.length ? [...o.cmd] : [process.execPath, lunarCli()];
+  const base = o.cmd?.length ? [...o.cmd] : [process.execPath, ...(o.nodeArgs ?? []), lunarCli()];
   const [cmd, ...pre] = base as [string, ...string[]];
   if (!o.cmd && !existsSync(lunarCli())) throw new Error(`${lunarCli()} missing: run npm run build first`);
   const args = [

@@ -23,8 +23,8 @@
  * Pairings: `direct` = tgtd --bsoflags direct vs lunar direct: true; `default` = each one's
  * default (tgtd through the page cache, lunar's default config).
  */
-import { mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -108,15 +108,30 @@ async function warmup(url: string, b: QemuBench, warmSecs: number, guess: number
   return count;
 }
 
+/** CPU seconds (user + system, all threads) the process has used so far. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 (utime, stime) are at index 11 and 12 after "pid (comm) ".
+    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** The metric's value, and the target's CPU time per request during the timed run (µs). */
 async function measure(
   t: RunningTarget,
   id: MetricId,
   seconds: number,
   rateHint: Map<string, number>,
-): Promise<number> {
+): Promise<{ value: number; cpuUs: number }> {
   if (id === 'rr4k-perf') {
     await iscsiPerf(t.url, 1); // warm-up
-    return iscsiPerf(t.url, seconds);
+    const c0 = cpuSeconds(t.pid);
+    const iops = await iscsiPerf(t.url, seconds);
+    return { value: iops, cpuUs: ((cpuSeconds(t.pid) - c0) / (iops * seconds)) * 1e6 };
   }
   const b = QB[id];
   const key = `${t.kind}:${id}`;
@@ -124,8 +139,9 @@ async function measure(
   const rate = await warmup(t.url, b, Math.min(1.5, Math.max(0.5, seconds / 4)), guess);
   rateHint.set(key, rate);
   const count = Math.max(16, Math.ceil(rate * seconds));
+  const c0 = cpuSeconds(t.pid);
   const secs = await qemuBench(t.url, b, count);
-  return metricValue(id, b, count, secs);
+  return { value: metricValue(id, b, count, secs), cpuUs: ((cpuSeconds(t.pid) - c0) / count) * 1e6 };
 }
 
 function median(xs: readonly number[]): number {
@@ -154,6 +170,11 @@ export interface IscsiBenchRow {
   ratio: number;
   /** Same, of the best runs (max for throughput, min for latency). */
   ratioBest: number;
+  /**
+   * Median CPU time (user + system, all threads) each target spent per request during the timed
+   * runs, in µs (per MiB for the 1M metrics). Much less disturbed by other load than throughput.
+   */
+  cpuUsPerRequest: { lunar: number; tgtd: number };
 }
 
 function fmt(v: number): string {
@@ -221,6 +242,7 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
 
   const rows: IscsiBenchRow[] = [];
   const started = Date.now();
+  const loadStart = loadavg()[0] ?? 0;
   try {
     process.stderr.write(`writing ${size >> 20} MiB backing file ${file}\n`);
     await run('dd', [
@@ -280,13 +302,15 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
           running.add(t);
           try {
             for (const m of metrics) {
-              const v = await measure(t, m.id, seconds, hint);
+              const { value: v, cpuUs } = await measure(t, m.id, seconds, hint);
               // Flush what a write metric left dirty (page-cache pairing) so it does not slow the next.
               if (m.id === 'rw4k' || m.id === 'sw1m') await syncFile();
               const key = `${slot}:${m.id}`;
               res.set(key, [...(res.get(key) ?? []), v]);
+              res.set(`cpu:${key}`, [...(res.get(`cpu:${key}`) ?? []), cpuUs]);
               process.stderr.write(
-                `[${pairing} rep ${rep + 1}/${repeat}] ${slot.padEnd(5)} ${m.title.padEnd(32)} ${fmt(v)} ${m.unit}\n`,
+                `[${pairing} rep ${rep + 1}/${repeat}] ${slot.padEnd(5)} ${m.title.padEnd(32)} ${fmt(v)} ${m.unit}` +
+                  ` (target CPU ${fmt(cpuUs)} us/req)\n`,
               );
             }
           } finally {
@@ -313,6 +337,10 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
           tgtd: { runs: g, median: gm, best: gb },
           ratio: m.higher ? lm / gm : gm / lm,
           ratioBest: m.higher ? lb / gb : gb / lb,
+          cpuUsPerRequest: {
+            lunar: median(res.get(`cpu:lunar:${m.id}`) ?? []),
+            tgtd: median(res.get(`cpu:tgtd:${m.id}`) ?? []),
+          },
         });
       }
     }
@@ -336,12 +364,24 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
         `  |  ${w(fmt(r.lunar.best), 12)} ${w(fmt(r.tgtd.best), 10)} ${w(r.ratioBest.toFixed(2), 6)}`,
     );
   }
+  lines.push(
+    '',
+    `target CPU per request (median µs, user+system, all threads; per MiB for 1M) — lower is better`,
+    `${'pairing'.padEnd(8)} ${'metric'.padEnd(32)} ${w(slotName, 9)} ${w('tgtd', 9)} ${w('tgtd/' + slotName, 12)}`,
+  );
+  for (const r of rows) {
+    const c = r.cpuUsPerRequest;
+    lines.push(
+      `${r.pairing.padEnd(8)} ${r.title.padEnd(32)} ${w(fmt(c.lunar), 9)} ${w(fmt(c.tgtd), 9)} ${w((c.tgtd / c.lunar).toFixed(2), 12)}`,
+    );
+  }
   const worst = Math.min(...rows.map((r) => r.ratio));
   const worstBest = Math.min(...rows.map((r) => r.ratioBest));
   lines.push(
     '',
     `left: median of ${repeat} runs of ~${seconds}s; right: best of ${repeat}. ratio ≥ 1 means ${slotName} at least as good (lunar/tgtd; tgtd/lunar for latency)`,
     `lowest ratio: median ${worst.toFixed(2)}, best-of ${worstBest.toFixed(2)}; ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    `1-min load average ${loadStart.toFixed(1)} at start, ${(loadavg()[0] ?? 0).toFixed(1)} at end (2 cores: above ~1 the figures are disturbed by other work)`,
   );
   process.stdout.write(lines.join('\n') + '\n');
   if (o.json) {
@@ -354,6 +394,7 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
           seconds,
           repeat,
           size,
+          loadavg: { start: loadStart, end: loadavg()[0] ?? 0 },
           client: 'qemu-img bench (-t none, stride 7919 blocks for 4K) + iscsi-perf -r',
           rows,
         },

@@ -203,6 +203,8 @@ struct UringOp {
   uint64_t off = 0;
   uint64_t done = 0;
   bool dsync = false;
+  bool sync_after = false;     // RWF_DSYNC refused: fdatasync once the write is complete
+  bool resolve_bytes = true;   // false for fdatasync requests (resolve undefined)
 };
 
 #ifdef LUNAR_HAVE_LIBURING
@@ -221,16 +223,24 @@ class Ring {
   bool Push(UringOp* op);  // false: no room now (backlogged)
   void Flush();
   void OnReadable();
+  void Drain();
   void Complete(UringOp* op, int res);
   void Finish(UringOp* op, int err);
   void UpdateRef();
   static void Cleanup(void* arg);
+
+  void ArmFlush();
 
   napi_env env_;
   struct io_uring ring_ {};
   bool ring_ok_ = false;
   int efd_ = -1;
   uv_poll_t* poll_ = nullptr;
+  // Submissions are batched: SQEs queued during one loop iteration go to the kernel in one
+  // io_uring_enter, from a prepare handle (runs just before the loop blocks) or at the end of a
+  // completion batch.
+  uv_prepare_t* prepare_ = nullptr;
+  bool prepare_armed_ = false;
   std::unique_ptr<Napi::AsyncContext> ctx_;
   unsigned inflight_ = 0;  // SQEs submitted, CQEs not yet seen
   unsigned unsubmitted_ = 0;
@@ -699,6 +709,7 @@ Napi::Value FileHandle::Simple(const Napi::CallbackInfo& info, Op op, int nargs)
   if (ring_ != nullptr && op == Op::DataSync) {
     auto* u = new UringOp(env);
     u->op = op;
+    u->resolve_bytes = false;
     return SubmitUring(env, u);
   }
   auto* w = new IoWork(env, this, op);
@@ -760,6 +771,10 @@ bool Ring::Init(std::string& why) {
     static_cast<Ring*>(h->data)->OnReadable();
   });
   uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  prepare_ = new uv_prepare_t();
+  prepare_->data = this;
+  uv_prepare_init(loop, prepare_);
+  uv_unref(reinterpret_cast<uv_handle_t*>(prepare_));
   ctx_ = std::make_unique<Napi::AsyncContext>(Napi::Env(env_), "lunar:io_uring");
   napi_add_env_cleanup_hook(env_, Cleanup, this);
   return true;
@@ -772,6 +787,12 @@ void Ring::Cleanup(void* arg) {
     uv_close(reinterpret_cast<uv_handle_t*>(r->poll_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     r->poll_ = nullptr;
+  }
+  if (r->prepare_ != nullptr) {
+    uv_prepare_stop(r->prepare_);
+    uv_close(reinterpret_cast<uv_handle_t*>(r->prepare_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_prepare_t*>(h); });
+    r->prepare_ = nullptr;
   }
   if (r->ring_ok_) io_uring_queue_exit(&r->ring_);
   r->ring_ok_ = false;
@@ -835,14 +856,28 @@ void Ring::Flush() {
   int rc;
   do rc = io_uring_submit(&ring_);
   while (rc == -EINTR);
-  // On failure the SQEs stay queued and go out with the next submit; completions keep coming.
+  // On failure (EAGAIN/EBUSY: the kernel is short of resources) the SQEs stay queued and go out
+  // with the next attempt, at the latest before the loop blocks again.
   if (rc >= 0) unsubmitted_ = 0;
+  else ArmFlush();
+}
+
+void Ring::ArmFlush() {
+  if (prepare_armed_ || prepare_ == nullptr) return;
+  prepare_armed_ = true;
+  uv_prepare_start(prepare_, [](uv_prepare_t* h) {
+    auto* r = static_cast<Ring*>(h->data);
+    r->prepare_armed_ = false;
+    uv_prepare_stop(h);
+    r->Flush();
+  });
 }
 
 void Ring::Submit(UringOp* op) {
   // Requests are all-or-nothing per transfer: an op that completes short is resubmitted for the rest.
   if (!backlog_.empty() || !Push(op)) backlog_.push_back(op);
-  Flush();
+  if (unsubmitted_ >= kEntries / 2) Flush();
+  if (unsubmitted_ > 0) ArmFlush();
   UpdateRef();
 }
 
@@ -850,9 +885,18 @@ void Ring::OnReadable() {
   uint64_t v;
   while (::read(efd_, &v, sizeof v) > 0) {
   }
-  Napi::Env env(env_);
-  Napi::HandleScope hs(env);
-  Napi::CallbackScope cs(env, *ctx_);  // runs the microtasks (promise reactions) when it closes
+  {
+    Napi::Env env(env_);
+    Napi::HandleScope hs(env);
+    Napi::CallbackScope cs(env, *ctx_);  // runs the microtasks (promise reactions) when it closes
+    Drain();
+  }
+  // Promise reactions ran when the scope closed and usually queued the next requests: send them now.
+  Flush();
+  UpdateRef();
+}
+
+void Ring::Drain() {
   for (;;) {
     struct io_uring_cqe* cqe = nullptr;
     unsigned seen = 0;
@@ -869,7 +913,6 @@ void Ring::OnReadable() {
     while (!backlog_.empty() && Push(backlog_.front())) backlog_.pop_front();
     Flush();
   }
-  UpdateRef();
 }
 
 void Ring::Complete(UringOp* op, int res) {
@@ -877,11 +920,10 @@ void Ring::Complete(UringOp* op, int res) {
     if (!backlog_.empty() || !Push(op)) backlog_.push_back(op);
     return;
   }
-  if (res == -EOPNOTSUPP && op->dsync) {
-    op->dsync = false;  // no RWF_DSYNC here: write plainly, then fdatasync (below)
-    op->op = op->op == Op::Write ? Op::Write : Op::WriteV;
+  if ((res == -EOPNOTSUPP || res == -EINVAL) && op->dsync) {
+    op->dsync = false;  // no RWF_DSYNC here: write plainly, then fdatasync
+    op->sync_after = true;
     if (!backlog_.empty() || !Push(op)) backlog_.push_back(op);
-    op->keep.reserve(op->keep.size());
     return;
   }
   if (res < 0) return Finish(op, -res);
@@ -903,7 +945,11 @@ void Ring::Complete(UringOp* op, int res) {
     }
   }
   while (op->idx < op->iov.size() && op->iov[op->idx].iov_len == 0) op->idx++;
-  if (op->idx < op->iov.size()) {
+  if (op->idx < op->iov.size() || op->sync_after) {
+    if (op->idx >= op->iov.size()) {
+      op->sync_after = false;
+      op->op = Op::DataSync;  // resolves with the byte count (resolve_bytes stays true)
+    }
     if (!backlog_.empty() || !Push(op)) backlog_.push_back(op);
     return;
   }
@@ -918,7 +964,7 @@ void Ring::Finish(UringOp* op, int err) {
   try {
     if (err != 0) {
       op->deferred.Reject(ErrnoError(env, err, OpSyscall(op->op), fh->path()).Value());
-    } else if (op->op == Op::DataSync) {
+    } else if (!op->resolve_bytes) {
       op->deferred.Resolve(env.Undefined());
     } else {
       op->deferred.Resolve(Napi::Number::New(env, static_cast<double>(op->done)));

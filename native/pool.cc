@@ -1,6 +1,6 @@
 // Pool of 4096-byte-aligned memory blocks handed to JS as Buffers. Blocks come in size classes
 // (powers of two and 1.5 × powers of two from 4 KiB to 16 MiB); a Buffer's finalizer returns its
-// block to the class freelist, bounded by a cap on idle bytes (default 64 MiB) so that an idle
+// block to the class freelist, bounded by a cap on idle bytes (default 32 MiB) so that an idle
 // process does not keep its peak. Larger requests bypass the pool. Live bytes are reported to V8
 // (AdjustExternalMemory) so the GC sees the pressure and runs finalizers in time.
 #include <cstdlib>
@@ -21,7 +21,7 @@ struct Pool {
   std::vector<size_t> class_size;           // ascending
   std::vector<std::vector<void*>> free;     // per class
   size_t idle_bytes = 0;
-  size_t idle_cap = 64u << 20;
+  size_t idle_cap = 32u << 20;
   // Statistics (under mu).
   uint64_t live_bytes = 0, live_buffers = 0, hits = 0, misses = 0, releases = 0, frees = 0;
   uint64_t oversize_live = 0;

@@ -23,7 +23,8 @@ interface Route {
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const bool = (v: unknown): boolean => v === true || v === 'true' || v === '1' || v === 'yes';
 const int = (v: string | undefined, what: string): number => {
-  if (v === undefined || !/^[0-9]+$/.test(v)) throw new ControlError('invalid', what, `${what} "${v ?? ''}" is not a whole number`);
+  if (v === undefined || !/^[0-9]+$/.test(v))
+    throw new ControlError('invalid', what, `${what} "${v ?? ''}" is not a whole number`);
   return Number(v);
 };
 const ref = (p: Params): string => p['target'] ?? '';
@@ -50,7 +51,9 @@ export const ROUTES: readonly Route[] = [
         name: str(b['name']) ?? '',
         ...(b['tid'] !== undefined ? { tid: Number(b['tid']) } : {}),
         ...(str(b['alias']) !== undefined ? { alias: str(b['alias']) as string } : {}),
-        ...(b['acl'] !== undefined ? { acl: b['acl'] as { initiators?: 'ALL' | string[]; addresses?: 'ALL' | string[] } } : {}),
+        ...(b['acl'] !== undefined
+          ? { acl: b['acl'] as { initiators?: 'ALL' | string[]; addresses?: 'ALL' | string[] } }
+          : {}),
       }),
   },
   { method: 'GET', path: '/v1/targets/:target', handler: (c, p) => c.target(ref(p)) },
@@ -94,7 +97,10 @@ export const ROUTES: readonly Route[] = [
     path: '/v1/targets/:target/acl',
     handler: (c, p, _b, q) =>
       c
-        .unbindAcl(ref(p), aclChange({ address: q.get('address') ?? undefined, initiator: q.get('initiator') ?? undefined }))
+        .unbindAcl(
+          ref(p),
+          aclChange({ address: q.get('address') ?? undefined, initiator: q.get('initiator') ?? undefined }),
+        )
         .then((t) => t.acl),
   },
   {
@@ -150,7 +156,11 @@ export const ROUTES: readonly Route[] = [
       return c.portals();
     },
   },
-  { method: 'GET', path: '/v1/sessions', handler: (c, _p, _b, q) => c.sessions(q.get('target') ?? undefined) },
+  {
+    method: 'GET',
+    path: '/v1/sessions',
+    handler: (c, _p, _b, q) => c.sessions(q.get('target') ?? undefined),
+  },
   {
     method: 'DELETE',
     path: '/v1/sessions/:tsih',
@@ -164,7 +174,10 @@ export const ROUTES: readonly Route[] = [
     path: '/v1/stop',
     status: 202,
     handler: (c, _p, b) =>
-      c.stop({ force: bool(b['force']), ...(b['timeoutMs'] !== undefined ? { timeoutMs: Number(b['timeoutMs']) } : {}) }),
+      c.stop({
+        force: bool(b['force']),
+        ...(b['timeoutMs'] !== undefined ? { timeoutMs: Number(b['timeoutMs']) } : {}),
+      }),
   },
 ];
 
@@ -175,7 +188,10 @@ function aclChange(b: Record<string, unknown>): { address?: string; initiator?: 
 }
 
 /** Finds the route for a method and path; `allowed` lists methods of a path that exists. */
-export function matchRoute(method: string, path: string): { route?: Route; params: Params; allowed: string[] } {
+export function matchRoute(
+  method: string,
+  path: string,
+): { route?: Route; params: Params; allowed: string[] } {
   const parts = path.split('/').filter(Boolean);
   const allowed: string[] = [];
   for (const r of ROUTES) {
@@ -226,7 +242,9 @@ function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
         if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
         resolve(v as Record<string, unknown>);
       } catch (err) {
-        reject(new ControlError('invalid', 'body', `request body is not a JSON object: ${(err as Error).message}`));
+        reject(
+          new ControlError('invalid', 'body', `request body is not a JSON object: ${(err as Error).message}`),
+        );
       }
     });
     req.on('error', reject);
@@ -298,13 +316,21 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
   const handle = (needToken: boolean) => async (req: IncomingMessage, res: ServerResponse) => {
     try {
       if (needToken && !tokenOk(req.headers.authorization, token ?? '')) {
-        send(res, 401, { error: { code: 'unauthorized', message: 'missing or wrong bearer token (see DATA/token)' } });
+        send(res, 401, {
+          error: { code: 'unauthorized', message: 'missing or wrong bearer token (see DATA/token)' },
+        });
         return;
       }
       const url = new URL(req.url ?? '/', 'http://lunar');
       const { route, params, allowed } = matchRoute(req.method ?? 'GET', url.pathname);
       if (!route) {
-        if (allowed.length) send(res, 405, { error: { code: 'invalid', message: `${req.method} not allowed on ${url.pathname} (allowed: ${allowed.join(', ')})` } });
+        if (allowed.length)
+          send(res, 405, {
+            error: {
+              code: 'invalid',
+              message: `${req.method} not allowed on ${url.pathname} (allowed: ${allowed.join(', ')})`,
+            },
+          });
         else send(res, 404, { error: { code: 'not_found', message: `no such endpoint ${url.pathname}` } });
         return;
       }
@@ -314,7 +340,12 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     } catch (err) {
       if (err instanceof ControlError) {
         send(res, HTTP_STATUS[err.code], {
-          error: { code: err.code, subject: err.subject, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) },
+          error: {
+            code: err.code,
+            subject: err.subject,
+            message: err.message,
+            ...(err.details !== undefined ? { details: err.details } : {}),
+          },
         });
       } else {
         send(res, 500, { error: { code: 'internal', message: (err as Error).message } });
@@ -322,7 +353,8 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
     }
   };
   if (existsSync(opts.socketPath)) {
-    if (await socketAlive(opts.socketPath)) throw new Error(`control socket ${opts.socketPath} is in use by a running lunar`);
+    if (await socketAlive(opts.socketPath))
+      throw new Error(`control socket ${opts.socketPath} is in use by a running lunar`);
     if (statSync(opts.socketPath).isSocket()) unlinkSync(opts.socketPath);
   }
   const unixServer = createServer(handle(false));

@@ -65,7 +65,9 @@ export class ControlClient {
       const token =
         opts.token ??
         process.env['LUNAR_TOKEN'] ??
-        (opts.data && existsSync(join(opts.data, 'token')) ? readFileSync(join(opts.data, 'token'), 'utf8').trim() : undefined);
+        (opts.data && existsSync(join(opts.data, 'token'))
+          ? readFileSync(join(opts.data, 'token'), 'utf8').trim()
+          : undefined);
       if (token !== undefined) this.#token = token;
     } else {
       this.#socket = resolveSocket(opts);
@@ -101,7 +103,9 @@ export class ControlClient {
           method,
           path,
           headers,
-          ...(base ? { host: base.hostname, port: Number(base.port || 3261) } : { socketPath: this.#socket as string }),
+          ...(base
+            ? { host: base.hostname, port: Number(base.port || 3261) }
+            : { socketPath: this.#socket as string }),
           timeout: this.#opts.timeoutMs ?? 30_000,
         },
         (res) => {
@@ -113,20 +117,43 @@ export class ControlClient {
             try {
               json = text ? JSON.parse(text) : {};
             } catch {
-              fail(new ApiError(res.statusCode ?? 500, 'internal', 'reply', `daemon sent a non-JSON reply: ${text.slice(0, 200)}`));
+              fail(
+                new ApiError(
+                  res.statusCode ?? 500,
+                  'internal',
+                  'reply',
+                  `daemon sent a non-JSON reply: ${text.slice(0, 200)}`,
+                ),
+              );
               return;
             }
             const status = res.statusCode ?? 500;
             if (status >= 400) {
-              const e = (json as { error?: { code?: string; subject?: string; message?: string; details?: unknown } }).error ?? {};
-              fail(new ApiError(status, e.code ?? 'internal', e.subject ?? '', e.message ?? `HTTP ${status}`, e.details));
+              const e =
+                (json as { error?: { code?: string; subject?: string; message?: string; details?: unknown } })
+                  .error ?? {};
+              fail(
+                new ApiError(
+                  status,
+                  e.code ?? 'internal',
+                  e.subject ?? '',
+                  e.message ?? `HTTP ${status}`,
+                  e.details,
+                ),
+              );
               return;
             }
             done(json as T);
           });
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer from the daemon at ${this.where} within ${(this.#opts.timeoutMs ?? 30_000) / 1000}s`)));
+      req.on('timeout', () =>
+        req.destroy(
+          new Error(
+            `no answer from the daemon at ${this.where} within ${(this.#opts.timeoutMs ?? 30_000) / 1000}s`,
+          ),
+        ),
+      );
       req.on('error', (err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
           fail(
@@ -135,7 +162,11 @@ export class ControlClient {
             ),
           );
         } else if (err.code === 'EACCES') {
-          fail(new UnreachableError(`permission denied on ${this.where}: run as the user that runs lunar (or root)`));
+          fail(
+            new UnreachableError(
+              `permission denied on ${this.where}: run as the user that runs lunar (or root)`,
+            ),
+          );
         } else fail(new UnreachableError(err.message));
       });
       if (payload !== undefined) req.write(payload);

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { isMap, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { type Document, isMap, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 
 export interface PortalSpec {
   readonly host: string;
@@ -29,6 +29,8 @@ export interface LunSpec {
   /** Bytes. */
   readonly size?: number;
   readonly blockSize: 512 | 4096;
+  /** Physical block size reported to initiators (READ CAPACITY 16 LBPPB exponent); default = blockSize. */
+  readonly physicalBlockSize?: number;
   readonly readOnly: boolean;
   readonly removable: boolean;
   readonly direct: boolean;
@@ -48,12 +50,29 @@ export interface TargetSpec {
   readonly name: string;
   readonly alias?: string;
   readonly portalGroups?: readonly number[];
-  readonly acl: { readonly initiators: 'ALL' | readonly string[]; readonly addresses: 'ALL' | readonly string[] };
+  readonly acl: {
+    readonly initiators: 'ALL' | readonly string[];
+    readonly addresses: 'ALL' | readonly string[];
+  };
   readonly chap?: { readonly users: readonly ChapUser[]; readonly mutual?: ChapUser };
   readonly params?: Readonly<Record<string, string>>;
   readonly redirect?: { readonly host: string; readonly port: number; readonly permanent: boolean };
   readonly queueDepth?: number;
+  /** ALUA: access state per target port group (= portal group tag); explicit = SET TARGET PORT GROUPS. */
+  readonly alua?: AluaSpec;
   readonly luns: readonly LunSpec[];
+}
+
+export type AluaStateSpec =
+  | 'active-optimized'
+  | 'active-non-optimized'
+  | 'standby'
+  | 'unavailable'
+  | 'transitioning';
+
+export interface AluaSpec {
+  readonly groups?: Readonly<Record<string, AluaStateSpec>>;
+  readonly explicit?: boolean;
 }
 
 export interface LunarConfig {
@@ -75,7 +94,8 @@ export class ConfigError extends Error {
   }
 }
 
-const IQN_RE = '^(iqn\\.[0-9]{4}-[0-9]{2}(\\.[a-z0-9-]+)+(:[^\\s]+)?|eui\\.[0-9A-Fa-f]{16}|naa\\.[0-9A-Fa-f]{16,32})$';
+const IQN_RE =
+  '^(iqn\\.[0-9]{4}-[0-9]{2}(\\.[a-z0-9-]+)+(:[^\\s]+)?|eui\\.[0-9A-Fa-f]{16}|naa\\.[0-9A-Fa-f]{16,32})$';
 const SIZE_RE = '^[0-9]+(\\.[0-9]+)?\\s*([KMGTP](i?B)?|B)?$';
 const chapUser = {
   type: 'object',
@@ -128,13 +148,21 @@ export const CONFIG_SCHEMA = {
           tid: { type: 'integer', minimum: 1, maximum: 2147483647 },
           name: { type: 'string', maxLength: 223, pattern: IQN_RE },
           alias: { type: 'string', maxLength: 255 },
-          portalGroups: { type: 'array', items: { type: 'integer', minimum: 1, maximum: 65535 }, minItems: 1 },
+          portalGroups: {
+            type: 'array',
+            items: { type: 'integer', minimum: 1, maximum: 65535 },
+            minItems: 1,
+          },
           acl: {
             type: 'object',
             additionalProperties: false,
             properties: {
-              initiators: { anyOf: [{ const: 'ALL' }, { type: 'array', items: { type: 'string', minLength: 1 } }] },
-              addresses: { anyOf: [{ const: 'ALL' }, { type: 'array', items: { type: 'string', minLength: 1 } }] },
+              initiators: {
+                anyOf: [{ const: 'ALL' }, { type: 'array', items: { type: 'string', minLength: 1 } }],
+              },
+              addresses: {
+                anyOf: [{ const: 'ALL' }, { type: 'array', items: { type: 'string', minLength: 1 } }],
+              },
             },
           },
           chap: {
@@ -154,6 +182,26 @@ export const CONFIG_SCHEMA = {
             properties: { to: { type: 'string', minLength: 1 }, permanent: { type: 'boolean' } },
           },
           queueDepth: { type: 'integer', minimum: 1, maximum: 4096 },
+          alua: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              groups: {
+                type: 'object',
+                propertyNames: { pattern: '^[1-9][0-9]{0,4}$' },
+                additionalProperties: {
+                  enum: [
+                    'active-optimized',
+                    'active-non-optimized',
+                    'standby',
+                    'unavailable',
+                    'transitioning',
+                  ],
+                },
+              },
+              explicit: { type: 'boolean' },
+            },
+          },
           luns: {
             type: 'array',
             items: {
@@ -164,8 +212,14 @@ export const CONFIG_SCHEMA = {
                 lun: { type: 'integer', minimum: 0, maximum: 16383 },
                 backstore: { enum: ['file', 'memory', 'null'] },
                 path: { type: 'string', minLength: 1 },
-                size: { anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: SIZE_RE }] },
+                size: {
+                  anyOf: [
+                    { type: 'integer', minimum: 1 },
+                    { type: 'string', pattern: SIZE_RE },
+                  ],
+                },
                 blockSize: { enum: [512, 4096] },
+                physicalBlockSize: { enum: [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536] },
                 readOnly: { type: 'boolean' },
                 removable: { type: 'boolean' },
                 direct: { type: 'boolean' },
@@ -187,24 +241,41 @@ export const CONFIG_SCHEMA = {
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
 const validate = ajv.compile(CONFIG_SCHEMA);
 
-const UNITS: Readonly<Record<string, number>> = { '': 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 };
+const UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  B: 1,
+  K: 2 ** 10,
+  M: 2 ** 20,
+  G: 2 ** 30,
+  T: 2 ** 40,
+  P: 2 ** 50,
+};
 
 /** Parses `512`, `64M`, `1G`, `1.5GiB`, `2T` (binary units) into bytes; throws on anything else. */
 export function parseSize(value: string | number): number {
   if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`size ${value} is not a positive whole number of bytes`);
+    if (!Number.isSafeInteger(value) || value <= 0)
+      throw new Error(`size ${value} is not a positive whole number of bytes`);
     return value;
   }
-  const m = /^([0-9]+(?:\.[0-9]+)?)\s*([KMGTP])?(?:i?B)?$/i.exec(value.trim()) ?? /^([0-9]+)\s*B$/i.exec(value.trim());
+  const m =
+    /^([0-9]+(?:\.[0-9]+)?)\s*([KMGTP])?(?:i?B)?$/i.exec(value.trim()) ??
+    /^([0-9]+)\s*B$/i.exec(value.trim());
   if (!m) throw new Error(`size "${value}" is not a size (examples: 4096, 64M, 1G, 2T)`);
   const bytes = Number(m[1]) * (UNITS[(m[2] ?? '').toUpperCase()] ?? 1);
-  if (!Number.isSafeInteger(Math.round(bytes)) || bytes <= 0) throw new Error(`size "${value}" is out of range`);
+  if (!Number.isSafeInteger(Math.round(bytes)) || bytes <= 0)
+    throw new Error(`size "${value}" is out of range`);
   return Math.round(bytes);
 }
 
 /** Formats bytes the way parseSize reads them back (exact: 1G, 512M, 4096). */
 export function formatSize(bytes: number): string {
-  for (const [unit, mult] of [['T', 2 ** 40], ['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) {
+  for (const [unit, mult] of [
+    ['T', 2 ** 40],
+    ['G', 2 ** 30],
+    ['M', 2 ** 20],
+    ['K', 2 ** 10],
+  ] as const) {
     if (bytes >= mult && bytes % mult === 0) return `${bytes / mult}${unit}`;
   }
   return String(bytes);
@@ -229,7 +300,8 @@ export function parseHostPort(text: string, defaultPort = DEFAULT_PORT): { host:
   }
   if (!host) throw new Error(`"${text}" has no host (example: 127.0.0.1:3260, 0.0.0.0:3260, [::1]:3260)`);
   const port = portText === undefined ? defaultPort : Number(portText);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`"${text}": port must be 1..65535`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new Error(`"${text}": port must be 1..65535`);
   return { host, port };
 }
 
@@ -302,7 +374,8 @@ export function parseConfig(text: string, file: string): LoadedConfig {
   // `backstore: null` is YAML's null, not the string: read it as the null backstore it names.
   for (const t of (raw as RawConfig).targets ?? []) {
     for (const l of Array.isArray(t?.luns) ? t.luns : []) {
-      if (l && typeof l === 'object' && 'backstore' in l && l.backstore === null) (l as { backstore: string }).backstore = 'null';
+      if (l && typeof l === 'object' && 'backstore' in l && l.backstore === null)
+        (l as { backstore: string }).backstore = 'null';
     }
   }
   const where = locator(doc, counter);
@@ -352,6 +425,7 @@ interface RawLun {
   path?: string;
   size?: number | string;
   blockSize?: 512 | 4096;
+  physicalBlockSize?: number;
   readOnly?: boolean;
   removable?: boolean;
   direct?: boolean;
@@ -372,6 +446,7 @@ interface RawTarget {
   params?: Record<string, string | number | boolean>;
   redirect?: { to: string; permanent?: boolean };
   queueDepth?: number;
+  alua?: { groups?: Record<string, AluaStateSpec>; explicit?: boolean };
   luns: RawLun[];
 }
 interface RawConfig {
@@ -388,7 +463,8 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
     try {
       const { host, port } = parseHostPort(p.listen);
       const key = `${host}:${port}`;
-      if (seenListen.has(key)) problems.push(`${at(['portals', i, 'listen'])}: portals[${i}].listen: ${key} is listed twice`);
+      if (seenListen.has(key))
+        problems.push(`${at(['portals', i, 'listen'])}: portals[${i}].listen: ${key} is listed twice`);
       seenListen.add(key);
       portals.push({ host, port, group: p.group ?? 1 });
     } catch (err) {
@@ -400,12 +476,14 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
   const tids = new Map<number, string>();
   const users = new Set<string>();
   (raw.accounts ?? []).forEach((a, i) => {
-    if (users.has(a.user)) problems.push(`${at(['accounts', i, 'user'])}: accounts[${i}].user: "${a.user}" is defined twice`);
+    if (users.has(a.user))
+      problems.push(`${at(['accounts', i, 'user'])}: accounts[${i}].user: "${a.user}" is defined twice`);
     users.add(a.user);
   });
   const targets: TargetSpec[] = (raw.targets ?? []).map((t, ti) => {
     const tp = (...rest: (string | number)[]) => ['targets', ti, ...rest];
-    if (names.has(t.name.toLowerCase())) problems.push(`${at(tp('name'))}: targets[${ti}].name: "${t.name}" is defined twice`);
+    if (names.has(t.name.toLowerCase()))
+      problems.push(`${at(tp('name'))}: targets[${ti}].name: "${t.name}" is defined twice`);
     names.add(t.name.toLowerCase());
     if (t.tid !== undefined) {
       const other = tids.get(t.tid);
@@ -413,11 +491,20 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
       tids.set(t.tid, t.name);
     }
     for (const g of t.portalGroups ?? []) {
-      if (!groups.has(g)) problems.push(`${at(tp('portalGroups'))}: targets[${ti}].portalGroups: no portal has group ${g}`);
+      if (!groups.has(g))
+        problems.push(`${at(tp('portalGroups'))}: targets[${ti}].portalGroups: no portal has group ${g}`);
+    }
+    for (const g of Object.keys(t.alua?.groups ?? {})) {
+      if (!groups.has(Number(g)))
+        problems.push(`${at(tp('alua', 'groups', g))}: targets[${ti}].alua.groups: no portal has group ${g}`);
     }
     for (const a of t.acl?.addresses === 'ALL' ? [] : (t.acl?.addresses ?? [])) {
-      // A host name is kept (tgtadm accepts any word) but never matches: lunar compares addresses.
-      if (a !== 'ALL' && !isAddressPattern(a) && !/^[A-Za-z][A-Za-z0-9.-]*$/.test(a)) problems.push(`${at(tp('acl', 'addresses'))}: targets[${ti}].acl.addresses: "${a}" is not an IP address or CIDR`);
+      // A word with letters (a host name, an IQN given as an address) is kept, as tgtadm keeps
+      // it, but never matches: lunar compares addresses. Digits-only garbage is an error.
+      if (a !== 'ALL' && !isAddressPattern(a) && !(/[A-Za-z]/.test(a) && /^\S+$/.test(a)))
+        problems.push(
+          `${at(tp('acl', 'addresses'))}: targets[${ti}].acl.addresses: "${a}" is not an IP address or CIDR`,
+        );
     }
     const lunNumbers = new Set<number>();
     const luns: LunSpec[] = t.luns.map((l, li) => {
@@ -433,16 +520,21 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
         }
       }
       const blockSize = l.blockSize ?? 512;
-      if (size !== undefined && size % blockSize !== 0) problems.push(`${lp('size')}: ${size} bytes is not a multiple of the block size ${blockSize}`);
+      if (l.physicalBlockSize !== undefined && l.physicalBlockSize < blockSize)
+        problems.push(`${lp('physicalBlockSize')}: ${l.physicalBlockSize} is smaller than the block size ${blockSize}`);
+      if (size !== undefined && size % blockSize !== 0)
+        problems.push(`${lp('size')}: ${size} bytes is not a multiple of the block size ${blockSize}`);
       if (l.backstore === 'file' && !l.path) problems.push(`${lp('path')}: a file backstore needs a path`);
       if (l.backstore !== 'file' && l.path) problems.push(`${lp('path')}: only a file backstore has a path`);
-      if (l.backstore !== 'file' && size === undefined && l.size === undefined) problems.push(`${lp('size')}: a ${l.backstore} backstore needs a size`);
+      if (l.backstore !== 'file' && size === undefined && l.size === undefined)
+        problems.push(`${lp('size')}: a ${l.backstore} backstore needs a size`);
       return {
         lun: l.lun,
         backstore: l.backstore,
         ...(l.path !== undefined ? { path: l.path } : {}),
         ...(size !== undefined ? { size } : {}),
         blockSize,
+        ...(l.physicalBlockSize !== undefined ? { physicalBlockSize: l.physicalBlockSize } : {}),
         readOnly: l.readOnly ?? false,
         removable: l.removable ?? false,
         direct: l.direct ?? true,
@@ -464,7 +556,12 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
       }
     }
     const params = t.params
-      ? Object.fromEntries(Object.entries(t.params).map(([k, v]) => [k, typeof v === 'boolean' ? (v ? 'Yes' : 'No') : String(v)]))
+      ? Object.fromEntries(
+          Object.entries(t.params).map(([k, v]) => [
+            k,
+            typeof v === 'boolean' ? (v ? 'Yes' : 'No') : String(v),
+          ]),
+        )
       : undefined;
     return {
       ...(t.tid !== undefined ? { tid: t.tid } : {}),
@@ -476,6 +573,14 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
       ...(params !== undefined ? { params } : {}),
       ...(redirect !== undefined ? { redirect } : {}),
       ...(t.queueDepth !== undefined ? { queueDepth: t.queueDepth } : {}),
+      ...(t.alua !== undefined
+        ? {
+            alua: {
+              ...(t.alua.groups !== undefined ? { groups: { ...t.alua.groups } } : {}),
+              ...(t.alua.explicit !== undefined ? { explicit: t.alua.explicit } : {}),
+            },
+          }
+        : {}),
       luns,
     };
   });
@@ -484,7 +589,10 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
     t.luns.forEach((l, li) => {
       if (!l.id) return;
       const prev = ids.get(l.id);
-      if (prev) problems.push(`${at(['targets', ti, 'luns', li, 'id'])}: targets[${ti}].luns[${li}].id: ${l.id} is also used by ${prev}`);
+      if (prev)
+        problems.push(
+          `${at(['targets', ti, 'luns', li, 'id'])}: targets[${ti}].luns[${li}].id: ${l.id} is also used by ${prev}`,
+        );
       ids.set(l.id, `${t.name} LUN ${l.lun}`);
     }),
   );
@@ -601,4 +709,3 @@ targets:
         id: ${opts.id}
 `;
 }
-

@@ -4,13 +4,13 @@
  * validated by the same schema as the file, applied to the running server, then saved atomically.
  * If validation or the live change fails, nothing is saved and the old state stays.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { isMap, isSeq, type Document } from 'yaml';
+import { type Document, isMap, isSeq } from 'yaml';
 import type { Logger } from '../util/log.js';
 import {
-  ConfigError,
   type ChapUser,
+  ConfigError,
   type LoadedConfig,
   type LunarConfig,
   type LunSpec,
@@ -194,17 +194,26 @@ const BOOL_KEYS = new Set([
 /** Checks one target key/value; returns the value to store or throws ControlError('invalid'). */
 export function checkTargetParam(key: string, value: string): string {
   if (!(TARGET_KEYS as readonly string[]).includes(key)) {
-    throw new ControlError('invalid', 'param', `unknown target parameter "${key}" (known: ${TARGET_KEYS.join(', ')})`);
+    throw new ControlError(
+      'invalid',
+      'param',
+      `unknown target parameter "${key}" (known: ${TARGET_KEYS.join(', ')})`,
+    );
   }
   const range = NUMERIC_KEYS[key];
   if (range) {
     if (!/^[0-9]+$/.test(value) || Number(value) < range[0] || Number(value) > range[1]) {
-      throw new ControlError('invalid', 'param', `${key}: "${value}" is not a number in ${range[0]}..${range[1]}`);
+      throw new ControlError(
+        'invalid',
+        'param',
+        `${key}: "${value}" is not a number in ${range[0]}..${range[1]}`,
+      );
     }
     return value;
   }
   if (BOOL_KEYS.has(key)) {
-    if (value !== 'Yes' && value !== 'No') throw new ControlError('invalid', 'param', `${key}: "${value}" must be Yes or No`);
+    if (value !== 'Yes' && value !== 'No')
+      throw new ControlError('invalid', 'param', `${key}: "${value}" must be Yes or No`);
     return value;
   }
   if (key === 'HeaderDigest' || key === 'DataDigest') {
@@ -239,9 +248,12 @@ export class Controller {
   readonly #started = Date.now();
   #systemState: 'ready' | 'offline' = 'ready';
   #queue: Promise<unknown> = Promise.resolve();
+  /** The file's text as lunar last read or wrote it: a hand edit made since is not overwritten. */
+  #onDisk: string | undefined;
 
   constructor(opts: ControllerOptions) {
     this.#loaded = opts.loaded;
+    this.#onDisk = this.#readFile();
     this.#runtime = opts.runtime;
     this.#dataDir = opts.dataDir;
     this.#log = opts.log;
@@ -294,7 +306,8 @@ export class Controller {
     const out = new Map<string, { tid: number; name: string; outgoing: boolean }[]>();
     for (const a of this.config.accounts ?? []) out.set(a.user, []);
     for (const t of this.config.targets) {
-      for (const u of t.chap?.users ?? []) out.get(u.user)?.push({ tid: t.tid ?? 0, name: t.name, outgoing: false });
+      for (const u of t.chap?.users ?? [])
+        out.get(u.user)?.push({ tid: t.tid ?? 0, name: t.name, outgoing: false });
       const m = t.chap?.mutual;
       if (m) out.get(m.user)?.push({ tid: t.tid ?? 0, name: t.name, outgoing: true });
     }
@@ -305,7 +318,13 @@ export class Controller {
     const live = this.#runtime.server.portals();
     const show = (h: string, p: number) => (h.includes(':') ? `[${h}]:${p}` : `${h}:${p}`);
     if (this.#opts.portalsOverridden) {
-      return live.map((p) => ({ listen: show(p.host, p.port), host: p.host, port: p.port, group: p.portalGroupTag, listening: true }));
+      return live.map((p) => ({
+        listen: show(p.host, p.port),
+        host: p.host,
+        port: p.port,
+        group: p.portalGroupTag,
+        listening: true,
+      }));
     }
     return this.config.portals.map((p) => ({
       listen: show(p.host, p.port),
@@ -337,16 +356,28 @@ export class Controller {
 
   // ------------------------------------------------------------------ target changes
 
-  createTarget(req: { name: string; tid?: number; alias?: string; acl?: Partial<TargetSpec['acl']> }): Promise<TargetView> {
+  createTarget(req: {
+    name: string;
+    tid?: number;
+    alias?: string;
+    acl?: Partial<TargetSpec['acl']>;
+  }): Promise<TargetView> {
     return this.#change(async () => {
-      if (typeof req.name !== 'string' || !req.name) throw new ControlError('invalid', 'target', 'a target needs a name (an iqn.YYYY-MM.reversed.domain:id)');
+      if (typeof req.name !== 'string' || !req.name)
+        throw new ControlError(
+          'invalid',
+          'target',
+          'a target needs a name (an iqn.YYYY-MM.reversed.domain:id)',
+        );
       if (this.config.targets.some((t) => t.name.toLowerCase() === req.name.toLowerCase())) {
         throw new ControlError('exists', 'target', `target ${req.name} already exists`);
       }
       if (req.tid !== undefined) {
-        if (!Number.isInteger(req.tid) || req.tid < 1) throw new ControlError('invalid', 'tid', `tid ${req.tid} must be a whole number ≥ 1`);
+        if (!Number.isInteger(req.tid) || req.tid < 1)
+          throw new ControlError('invalid', 'tid', `tid ${req.tid} must be a whole number ≥ 1`);
         const other = this.config.targets.find((t) => t.tid === req.tid);
-        if (other) throw new ControlError('exists', 'target', `tid ${req.tid} is already used by ${other.name}`);
+        if (other)
+          throw new ControlError('exists', 'target', `tid ${req.tid} is already used by ${other.name}`);
       }
       const tid = req.tid ?? Math.max(0, ...this.config.targets.map((t) => t.tid ?? 0)) + 1;
       const node: Record<string, unknown> = {
@@ -412,7 +443,11 @@ export class Controller {
         }
         if (patch.redirect !== undefined) {
           if (patch.redirect === null) doc.deleteIn([...at, 'redirect']);
-          else doc.setIn([...at, 'redirect'], doc.createNode({ to: patch.redirect.to, permanent: patch.redirect.permanent ?? false }));
+          else
+            doc.setIn(
+              [...at, 'redirect'],
+              doc.createNode({ to: patch.redirect.to, permanent: patch.redirect.permanent ?? false }),
+            );
         }
         if (patch.queueDepth !== undefined) {
           if (patch.queueDepth === null) doc.deleteIn([...at, 'queueDepth']);
@@ -421,13 +456,16 @@ export class Controller {
       });
       if (patch.state === 'offline') this.#offline.add(spec.name);
       if (patch.state === 'ready') this.#offline.delete(spec.name);
+      if (patch.state !== undefined) this.#runtime.setOffline(spec.name, patch.state === 'offline');
       return this.target(spec.name);
     });
   }
 
   setSystemState(state: 'ready' | 'offline'): void {
-    if (state !== 'ready' && state !== 'offline') throw new ControlError('invalid', 'state', `state "${String(state)}" must be ready or offline`);
+    if (state !== 'ready' && state !== 'offline')
+      throw new ControlError('invalid', 'state', `state "${String(state)}" must be ready or offline`);
     this.#systemState = state;
+    this.#runtime.setOffline(undefined, state === 'offline');
   }
 
   // ------------------------------------------------------------------ LUNs
@@ -438,16 +476,22 @@ export class Controller {
       if (!Number.isInteger(req.lun) || req.lun < 0 || req.lun > 16383) {
         throw new ControlError('invalid', 'lun', `LUN ${String(req.lun)} must be a whole number 0..16383`);
       }
-      if (spec.luns.some((l) => l.lun === req.lun)) throw new ControlError('exists', 'lun', `target ${spec.name} already has LUN ${req.lun}`);
+      if (spec.luns.some((l) => l.lun === req.lun))
+        throw new ControlError('exists', 'lun', `target ${spec.name} already has LUN ${req.lun}`);
       const backstore = req.backstore ?? 'file';
       const node: Record<string, unknown> = { lun: req.lun, backstore };
       if (backstore === 'file') {
         if (!req.path) throw new ControlError('invalid', 'path', 'a file LUN needs a path (backing store)');
         const full = isAbsolute(req.path) ? req.path : join(this.#dataDir, req.path);
         if (req.size === undefined && !existsSync(full)) {
-          throw new ControlError('invalid', 'path', `backing store ${full} does not exist (give a size to create it)`);
+          throw new ControlError(
+            'invalid',
+            'path',
+            `backing store ${full} does not exist (give a size to create it)`,
+          );
         }
-        if (existsSync(full) && statSync(full).isDirectory()) throw new ControlError('invalid', 'path', `backing store ${full} is a directory`);
+        if (existsSync(full) && statSync(full).isDirectory())
+          throw new ControlError('invalid', 'path', `backing store ${full} is a directory`);
         node['path'] = req.path;
       } else if (req.path) {
         throw new ControlError('invalid', 'path', `a ${backstore} LUN has no path`);
@@ -462,7 +506,17 @@ export class Controller {
       } else if (backstore !== 'file') {
         throw new ControlError('invalid', 'size', `a ${backstore} LUN needs a size`);
       }
-      for (const k of ['blockSize', 'readOnly', 'removable', 'direct', 'writeCache', 'serial', 'vendor', 'product', 'scsiId'] as const) {
+      for (const k of [
+        'blockSize',
+        'readOnly',
+        'removable',
+        'direct',
+        'writeCache',
+        'serial',
+        'vendor',
+        'product',
+        'scsiId',
+      ] as const) {
         if (req[k] !== undefined) node[k] = req[k];
       }
       node['id'] = req.id ?? newLunId();
@@ -493,9 +547,23 @@ export class Controller {
       const { spec, index } = this.#find(ref);
       const li = spec.luns.findIndex((l) => l.lun === lun);
       if (li < 0) throw new ControlError('not_found', 'lun', `target ${spec.name} has no LUN ${lun}`);
-      const allowed = ['readOnly', 'removable', 'direct', 'writeCache', 'serial', 'vendor', 'product', 'scsiId'];
+      const allowed = [
+        'readOnly',
+        'removable',
+        'direct',
+        'writeCache',
+        'serial',
+        'vendor',
+        'product',
+        'scsiId',
+      ];
       for (const k of Object.keys(patch)) {
-        if (!allowed.includes(k)) throw new ControlError('invalid', 'param', `LUN field "${k}" cannot be changed (changeable: ${allowed.join(', ')})`);
+        if (!allowed.includes(k))
+          throw new ControlError(
+            'invalid',
+            'param',
+            `LUN field "${k}" cannot be changed (changeable: ${allowed.join(', ')})`,
+          );
       }
       await this.#apply((doc) => {
         for (const [k, v] of Object.entries(patch)) {
@@ -520,7 +588,12 @@ export class Controller {
     return this.#change(async () => {
       const { spec, index } = this.#find(ref);
       const acl = this.#aclLists(spec);
-      const dup = () => new ControlError('exists', 'acl', `target ${spec.name} already has ACL entry ${change.address ?? change.initiator ?? ''}`);
+      const dup = () =>
+        new ControlError(
+          'exists',
+          'acl',
+          `target ${spec.name} already has ACL entry ${change.address ?? change.initiator ?? ''}`,
+        );
       if (change.address !== undefined) {
         if (acl.addresses.includes(change.address)) throw dup();
         acl.addresses.push(change.address);
@@ -538,9 +611,15 @@ export class Controller {
     return this.#change(async () => {
       const { spec, index } = this.#find(ref);
       const acl = this.#aclLists(spec);
-      const list = change.address !== undefined ? acl.addresses : change.initiator !== undefined ? acl.initiators : undefined;
+      const list =
+        change.address !== undefined
+          ? acl.addresses
+          : change.initiator !== undefined
+            ? acl.initiators
+            : undefined;
       const value = change.address ?? change.initiator;
-      if (!list || value === undefined) throw new ControlError('invalid', 'acl', 'unbind needs an initiator address or an initiator name');
+      if (!list || value === undefined)
+        throw new ControlError('invalid', 'acl', 'unbind needs an initiator address or an initiator name');
       const i = list.indexOf(value);
       if (i < 0) throw new ControlError('not_found', 'acl', `target ${spec.name} has no ACL entry ${value}`);
       list.splice(i, 1);
@@ -560,7 +639,10 @@ export class Controller {
     // An empty name list means any initiator (tgtadm's meaning); addresses keep their list.
     const addresses = acl.addresses.length === 1 && acl.addresses[0] === 'ALL' ? 'ALL' : acl.addresses;
     await this.#apply((doc) =>
-      doc.setIn(['targets', index, 'acl'], doc.createNode({ initiators: acl.initiators.length ? acl.initiators : 'ALL', addresses })),
+      doc.setIn(
+        ['targets', index, 'acl'],
+        doc.createNode({ initiators: acl.initiators.length ? acl.initiators : 'ALL', addresses }),
+      ),
     );
   }
 
@@ -568,8 +650,10 @@ export class Controller {
 
   createAccount(user: string, secret: string): Promise<void> {
     return this.#change(async () => {
-      if (!user || !secret) throw new ControlError('invalid', 'account', 'an account needs a user and a password');
-      if ((this.config.accounts ?? []).some((a) => a.user === user)) throw new ControlError('exists', 'account', `account ${user} already exists`);
+      if (!user || !secret)
+        throw new ControlError('invalid', 'account', 'an account needs a user and a password');
+      if ((this.config.accounts ?? []).some((a) => a.user === user))
+        throw new ControlError('exists', 'account', `account ${user} already exists`);
       await this.#apply((doc) => {
         const seq = doc.getIn(['accounts'], true);
         if (isSeq(seq)) {
@@ -587,10 +671,12 @@ export class Controller {
       if (ai < 0) throw new ControlError('not_found', 'account', `no account ${user}`);
       await this.#apply((doc) => {
         // unbind it from every target first, then drop it
-        this.config.targets.forEach((t, ti) => this.#writeChap(doc, ti, t, (users, mutual) => ({
-          users: users.filter((u) => u.user !== user),
-          mutual: mutual?.user === user ? undefined : mutual,
-        })));
+        this.config.targets.forEach((t, ti) => {
+          this.#writeChap(doc, ti, t, (users, mutual) => ({
+            users: users.filter((u) => u.user !== user),
+            mutual: mutual?.user === user ? undefined : mutual,
+          }));
+        });
         doc.deleteIn(['accounts', ai]);
       });
     });
@@ -601,7 +687,8 @@ export class Controller {
       const { spec, index } = this.#find(ref);
       const account = (this.config.accounts ?? []).find((a) => a.user === user);
       if (!account) throw new ControlError('not_found', 'account', `no account ${user}`);
-      if (!outgoing && spec.chap?.users.some((u) => u.user === user)) throw new ControlError('exists', 'account', `account ${user} is already bound to ${spec.name}`);
+      if (!outgoing && spec.chap?.users.some((u) => u.user === user))
+        throw new ControlError('exists', 'account', `account ${user} is already bound to ${spec.name}`);
       await this.#apply((doc) =>
         this.#writeChap(doc, index, spec, (users, mutual) =>
           outgoing ? { users, mutual: { ...account } } : { users: [...users, { ...account }], mutual },
@@ -614,7 +701,8 @@ export class Controller {
     return this.#change(async () => {
       const { spec, index } = this.#find(ref);
       const bound = spec.chap?.users.some((u) => u.user === user) || spec.chap?.mutual?.user === user;
-      if (!bound) throw new ControlError('not_found', 'account', `account ${user} is not bound to ${spec.name}`);
+      if (!bound)
+        throw new ControlError('not_found', 'account', `account ${user} is not bound to ${spec.name}`);
       await this.#apply((doc) =>
         this.#writeChap(doc, index, spec, (users, mutual) => ({
           users: users.filter((u) => u.user !== user),
@@ -628,13 +716,20 @@ export class Controller {
     doc: Document,
     index: number,
     spec: TargetSpec,
-    edit: (users: ChapUser[], mutual: ChapUser | undefined) => { users: ChapUser[]; mutual: ChapUser | undefined },
+    edit: (
+      users: ChapUser[],
+      mutual: ChapUser | undefined,
+    ) => { users: ChapUser[]; mutual: ChapUser | undefined },
   ): void {
     const before = { users: [...(spec.chap?.users ?? [])], mutual: spec.chap?.mutual };
     const after = edit(before.users, before.mutual);
     if (JSON.stringify(after) === JSON.stringify(before)) return;
     if (!after.users.length && !after.mutual) doc.deleteIn(['targets', index, 'chap']);
-    else doc.setIn(['targets', index, 'chap'], doc.createNode({ users: after.users, ...(after.mutual ? { mutual: after.mutual } : {}) }));
+    else
+      doc.setIn(
+        ['targets', index, 'chap'],
+        doc.createNode({ users: after.users, ...(after.mutual ? { mutual: after.mutual } : {}) }),
+      );
   }
 
   // ------------------------------------------------------------------ portals
@@ -659,7 +754,10 @@ export class Controller {
           seq.add(doc.createNode(node));
         } else {
           // the file relied on the default portal: write it out, then the new one
-          const current = this.config.portals.map((p) => ({ listen: p.host.includes(':') ? `[${p.host}]:${p.port}` : `${p.host}:${p.port}`, group: p.group }));
+          const current = this.config.portals.map((p) => ({
+            listen: p.host.includes(':') ? `[${p.host}]:${p.port}` : `${p.host}:${p.port}`,
+            group: p.group,
+          }));
           doc.setIn(['portals'], doc.createNode([...current, node]));
         }
       });
@@ -677,7 +775,8 @@ export class Controller {
       }
       const i = this.config.portals.findIndex((p) => p.host === hp.host && p.port === hp.port);
       if (i < 0) throw new ControlError('not_found', 'portal', `no portal ${listen}`);
-      if (this.config.portals.length === 1) throw new ControlError('invalid', 'portal', `${listen} is the last portal; add another first`);
+      if (this.config.portals.length === 1)
+        throw new ControlError('invalid', 'portal', `${listen} is the last portal; add another first`);
       await this.#apply((doc) => {
         if (isSeq(doc.getIn(['portals'], true))) doc.deleteIn(['portals', i]);
       });
@@ -685,13 +784,19 @@ export class Controller {
   }
 
   #portalsEditable(): void {
-    if (this.#opts.portalsOverridden) throw new ControlError('unsupported', 'portal', 'portals were given with --listen; change them in the config file and restart without --listen');
+    if (this.#opts.portalsOverridden)
+      throw new ControlError(
+        'unsupported',
+        'portal',
+        'portals were given with --listen; change them in the config file and restart without --listen',
+      );
   }
 
   // ------------------------------------------------------------------ sessions and stop
 
   dropSession(tsih: number): void {
-    if (!this.#runtime.server.dropSession(tsih)) throw new ControlError('not_found', 'session', `no session ${tsih}`);
+    if (!this.#runtime.server.dropSession(tsih))
+      throw new ControlError('not_found', 'session', `no session ${tsih}`);
   }
 
   /** POST /stop: refuses while initiators are connected unless `force`. */
@@ -720,7 +825,12 @@ export class Controller {
         ? targets.findIndex((t) => t.tid === asNumber)
         : targets.findIndex((t) => t.name.toLowerCase() === String(ref).toLowerCase());
     const spec = targets[index];
-    if (!spec) throw new ControlError('not_found', 'target', `no target ${asNumber !== undefined ? `with tid ${asNumber}` : String(ref)}`);
+    if (!spec)
+      throw new ControlError(
+        'not_found',
+        'target',
+        `no target ${asNumber !== undefined ? `with tid ${asNumber}` : String(ref)}`,
+      );
     return { spec, index };
   }
 
@@ -740,12 +850,14 @@ export class Controller {
       ...(t.redirect !== undefined ? { redirect: t.redirect } : {}),
       ...(t.queueDepth !== undefined ? { queueDepth: t.queueDepth } : {}),
       ...(t.portalGroups !== undefined ? { portalGroups: t.portalGroups } : {}),
-      luns: [...t.luns].sort((a, b) => lunKey(a) - lunKey(b)).map((l) => {
-        const lu = scsi?.logicalUnit(l.lun);
-        const bs = this.#runtime.backstores.get(`${t.name}/${l.lun}`);
-        const bytes = bs ? Number(bs.blockCount) * bs.blockSize : (l.size ?? 0);
-        return { ...l, bytes, online: lu ? lu.loaded : false };
-      }),
+      luns: [...t.luns]
+        .sort((a, b) => lunKey(a) - lunKey(b))
+        .map((l) => {
+          const lu = scsi?.logicalUnit(l.lun);
+          const bs = this.#runtime.backstores.get(`${t.name}/${l.lun}`);
+          const bytes = bs ? Number(bs.blockCount) * bs.blockSize : (l.size ?? 0);
+          return { ...l, bytes, online: lu ? lu.loaded : false };
+        }),
       sessions: this.sessions(t.name),
     };
   }
@@ -757,17 +869,35 @@ export class Controller {
     return run;
   }
 
+  #readFile(): string | undefined {
+    try {
+      return readFileSync(this.#loaded.file, 'utf8');
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Edits a copy of the document, validates it, applies it live, then saves it atomically. */
   async #apply(edit: (doc: Document) => void, opts: { force?: boolean } = {}): Promise<void> {
+    const now = this.#readFile();
+    if (this.#onDisk !== undefined && now !== undefined && now !== this.#onDisk) {
+      throw new ControlError(
+        'busy',
+        'config',
+        `${this.#loaded.file} was edited by hand while lunar runs; not overwriting it: restart lunar to load the edit (or undo it), then retry`,
+      );
+    }
     const doc = this.#loaded.document.clone();
     edit(doc);
-    if (!isMap(doc.contents) && doc.contents !== null) throw new ControlError('internal', 'config', 'config document is not a map');
+    if (!isMap(doc.contents) && doc.contents !== null)
+      throw new ControlError('internal', 'config', 'config document is not a map');
     const text = doc.toString();
     let next: LoadedConfig;
     try {
       next = parseConfig(text, this.#loaded.file);
     } catch (err) {
-      if (err instanceof ConfigError) throw new ControlError('invalid', 'config', err.problems.join('; '), { problems: err.problems });
+      if (err instanceof ConfigError)
+        throw new ControlError('invalid', 'config', err.problems.join('; '), { problems: err.problems });
       throw err;
     }
     try {
@@ -780,6 +910,7 @@ export class Controller {
       throw new ControlError('invalid', 'runtime', (err as Error).message);
     }
     writeFileAtomic(this.#loaded.file, text);
+    this.#onDisk = text;
     this.#loaded = next;
     this.#log.debug(`saved ${this.#loaded.file}`);
   }

@@ -9,7 +9,9 @@ export class AlreadyRunningError extends Error {
   override readonly name = 'AlreadyRunningError';
   readonly pid: number;
   constructor(file: string, pid: number) {
-    super(`lunar is already running with this data directory (pid ${pid}, ${file}); stop it with \`kill ${pid}\` or use another --data`);
+    super(
+      `lunar is already running with this data directory (pid ${pid}, ${file}); stop it with \`kill ${pid}\` or use another --data`,
+    );
     this.pid = pid;
   }
 }

@@ -14,7 +14,10 @@ export interface PortHolder {
 const LISTEN = '0A';
 
 /** Socket inodes listening on `port` (from /proc/net/tcp and tcp6). */
-export function listeningInodes(port: number, tables: readonly string[] = ['/proc/net/tcp', '/proc/net/tcp6']): string[] {
+export function listeningInodes(
+  port: number,
+  tables: readonly string[] = ['/proc/net/tcp', '/proc/net/tcp6'],
+): string[] {
   const out: string[] = [];
   for (const t of tables) {
     let text: string;
@@ -85,7 +88,11 @@ export function findPortHolder(port: number): PortHolder | undefined {
     }
   }
   try {
-    const out = execFileSync('ss', ['-ltnpH', `sport = :${port}`], { encoding: 'utf8', timeout: 2000, stdio: ['ignore', 'pipe', 'ignore'] });
+    const out = execFileSync('ss', ['-ltnpH', `sport = :${port}`], {
+      encoding: 'utf8',
+      timeout: 2000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     const m = /users:\(\("([^"]+)",pid=(\d+)/.exec(out);
     if (m?.[1] && m[2]) return { pid: Number(m[2]), command: m[1] };
     if (out.trim()) return {};
@@ -99,7 +106,10 @@ export function findPortHolder(port: number): PortHolder | undefined {
 export function portInUseMessage(address: string, port: number, holder = findPortHolder(port)): string {
   if (holder?.pid !== undefined) {
     const who = holder.command ?? 'a process';
-    const hint = holder.command === 'tgtd' ? ' — stop tgtd (systemctl stop tgt) or pick another --listen' : ' — stop it or pick another --listen';
+    const hint =
+      holder.command === 'tgtd'
+        ? ' — stop tgtd (systemctl stop tgt) or pick another --listen'
+        : ' — stop it or pick another --listen';
     return `${address} is in use by ${who} (pid ${holder.pid})${hint}`;
   }
   return `${address} is in use by another program (not ours to see: try \`sudo ss -ltnp 'sport = :${port}'\`); stop it or pick another --listen`;

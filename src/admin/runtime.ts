@@ -7,7 +7,10 @@ import { isAbsolute, join } from 'node:path';
 import { openBackstore } from '../backstore/index.js';
 import type { Backstore } from '../backstore/types.js';
 import { IscsiServer, type IscsiServerConfig, type IscsiTargetConfig } from '../iscsi/index.js';
+import { type AluaStateName, toAluaState } from '../scsi/alua.js';
 import { createScsiTarget, type LogicalUnitConfig, type LunarScsiTarget } from '../scsi/index.js';
+import { FileAtomicJournal } from '../scsi/atomic.js';
+import { FilePrStore } from '../scsi/pr-store.js';
 import type { Logger } from '../util/log.js';
 import type { LunarConfig, LunSpec, TargetSpec } from './config.js';
 
@@ -48,6 +51,11 @@ export interface Runtime {
   reconcile(from: LunarConfig, to: LunarConfig, opts?: { force?: boolean; portals?: boolean }): Promise<void>;
   /** The SCSI target of a target name (status output). */
   scsiTarget(name: string): LunarScsiTarget | undefined;
+  /**
+   * Takes a target (or, with `name` undefined, the whole system) offline: new logins are refused
+   * (its ACL admits nobody); sessions already in stay. Kept in memory (tgtadm's state), not saved.
+   */
+  setOffline(name: string | undefined, offline: boolean): void;
 }
 
 export async function openLun(spec: LunSpec, dataDir: string): Promise<Backstore> {
@@ -71,28 +79,79 @@ export async function openLun(spec: LunSpec, dataDir: string): Promise<Backstore
   }
 }
 
-function luConfig(l: LunSpec, bs: Backstore): LogicalUnitConfig {
+/**
+ * WRITE ATOMIC(16) journal of a persistent LU (DATA/journal/<lu-id>.wal); a record left by a crash
+ * is replayed here, before the LU is served.
+ */
+async function atomicJournal(
+  l: LunSpec,
+  bs: Backstore,
+  dataDir: string,
+): Promise<FileAtomicJournal | undefined> {
+  if (!bs.capabilities.persistent || bs.capabilities.readOnly || !l.id) return undefined;
+  const j = new FileAtomicJournal(join(dataDir, 'journal'), l.id);
+  await j.recover(bs);
+  return j;
+}
+
+function luConfig(l: LunSpec, bs: Backstore, journal?: FileAtomicJournal): LogicalUnitConfig {
   return {
+    ...(journal ? { atomicJournal: journal } : {}),
     lun: l.lun,
     backstore: bs,
     id: l.id ?? '',
     readOnly: l.readOnly,
     removable: l.removable,
     writeCache: l.writeCache,
+    ...(l.physicalBlockSize !== undefined ? { physicalBlockSize: l.physicalBlockSize } : {}),
     ...(l.serial !== undefined ? { serial: l.serial } : {}),
     ...(l.vendor !== undefined ? { vendor: l.vendor } : {}),
     ...(l.product !== undefined ? { product: l.product } : {}),
   };
 }
 
-async function buildTarget(t: TargetSpec, dataDir: string, opened: Map<string, Backstore>): Promise<IscsiTargetConfig> {
+/**
+ * Target ports of a target as the iSCSI server numbers them: the portal groups exposing it,
+ * sorted, relative target port id = 1-based index (see IscsiServer.loginComplete).
+ */
+function targetPorts(t: TargetSpec, portals: readonly { group: number }[]) {
+  const tags = [...new Set(portals.map((p) => p.group))]
+    .filter((g) => !t.portalGroups || t.portalGroups.length === 0 || t.portalGroups.includes(g))
+    .sort((a, b) => a - b);
+  return tags.map((portalGroupTag, i) => ({ relativeTargetPortId: i + 1, portalGroupTag }));
+}
+
+async function buildTarget(
+  t: TargetSpec,
+  dataDir: string,
+  opened: Map<string, Backstore>,
+  portals: readonly { group: number }[] = [],
+): Promise<IscsiTargetConfig> {
   const luns = [];
   for (const l of t.luns) {
     const bs = await openLun(l, dataDir);
     opened.set(`${t.name}/${l.lun}`, bs);
-    luns.push(luConfig(l, bs));
+    luns.push(luConfig(l, bs, await atomicJournal(l, bs, dataDir)));
   }
-  return iscsiTargetConfig(t, createScsiTarget({ name: t.name, luns }));
+  const alua = t.alua;
+  const scsi = createScsiTarget({
+    name: t.name,
+    luns,
+    // APTPL persistent reservations: DATA/pr/<lu-id>.json
+    prStore: new FilePrStore(join(dataDir, 'pr')),
+    ports: targetPorts(t, portals),
+    ...(alua !== undefined
+      ? {
+          alua: {
+            ...(alua.groups !== undefined
+              ? { groups: Object.fromEntries(Object.entries(alua.groups).map(([g, st]) => [Number(g), st])) }
+              : {}),
+            ...(alua.explicit !== undefined ? { explicit: alua.explicit } : {}),
+          },
+        }
+      : {}),
+  });
+  return iscsiTargetConfig(t, scsi);
 }
 
 function iscsiTargetConfig(t: TargetSpec, scsi: LunarScsiTarget): IscsiTargetConfig {
@@ -106,10 +165,17 @@ function iscsiTargetConfig(t: TargetSpec, scsi: LunarScsiTarget): IscsiTargetCon
       // tgtadm's "bind -I ALL" next to single addresses: ALL wins
       // host names (accepted as tgtadm does) never match an initiator's address: left out
       addresses:
-        t.acl.addresses === 'ALL' || t.acl.addresses.includes('ALL') ? 'ALL' : t.acl.addresses.filter((a) => isIP(a.split('/')[0] ?? '') !== 0),
+        t.acl.addresses === 'ALL' || t.acl.addresses.includes('ALL')
+          ? 'ALL'
+          : t.acl.addresses.filter((a) => isIP(a.split('/')[0] ?? '') !== 0),
     },
     ...(t.chap !== undefined
-      ? { chap: { users: t.chap.users.map((u) => ({ ...u })), ...(t.chap.mutual ? { mutual: { ...t.chap.mutual } } : {}) } }
+      ? {
+          chap: {
+            users: t.chap.users.map((u) => ({ ...u })),
+            ...(t.chap.mutual ? { mutual: { ...t.chap.mutual } } : {}),
+          },
+        }
       : {}),
     ...(t.redirect !== undefined ? { redirect: { ...t.redirect } } : {}),
     ...(t.params !== undefined ? { params: { ...t.params } } : {}),
@@ -125,17 +191,27 @@ export async function startRuntime(config: LunarConfig, dataDir: string, log: Lo
   };
   let server: IscsiServer;
   const scsiTargets = new Map<string, LunarScsiTarget>();
+  const specs = new Map(config.targets.map((t) => [t.name, t]));
+  const offline = new Set<string>();
+  let systemOffline = false;
+  /** The iSCSI settings of a target as they apply now (offline: nobody may log in). */
+  const effective = (t: TargetSpec, scsi: LunarScsiTarget): IscsiTargetConfig => {
+    const cfg = iscsiTargetConfig(t, scsi);
+    return systemOffline || offline.has(t.name) ? { ...cfg, acl: { initiators: [], addresses: [] } } : cfg;
+  };
   try {
     const targets: IscsiTargetConfig[] = [];
     for (const t of config.targets) {
-      const built = await buildTarget(t, dataDir, opened);
+      const built = await buildTarget(t, dataDir, opened, config.portals);
       scsiTargets.set(t.name, built.scsi as LunarScsiTarget);
       targets.push(built);
     }
     const cfg: IscsiServerConfig = {
       portals: config.portals.map((p) => ({ host: p.host, port: p.port, portalGroupTag: p.group })),
       targets,
-      ...(config.discovery?.chap ? { discoveryChap: { users: config.discovery.chap.users.map((u) => ({ ...u })) } } : {}),
+      ...(config.discovery?.chap
+        ? { discoveryChap: { users: config.discovery.chap.users.map((u) => ({ ...u })) } }
+        : {}),
     };
     server = new IscsiServer(cfg);
     server.on('session-up', (s: SessionEvent) => log.info(`session up: ${describeSession(s)}`));
@@ -165,6 +241,15 @@ export async function startRuntime(config: LunarConfig, dataDir: string, log: Lo
     server,
     backstores: opened,
     scsiTarget: (name) => scsiTargets.get(name),
+    setOffline(name, value) {
+      if (name === undefined) systemOffline = value;
+      else if (value) offline.add(name);
+      else offline.delete(name);
+      for (const [n, t] of specs) {
+        const scsi = scsiTargets.get(n);
+        if (scsi && (name === undefined || name === n)) server.updateTarget(effective(t, scsi));
+      }
+    },
     async reconcile(from, to, opts = {}) {
       const before = new Map(from.targets.map((t) => [t.name, t]));
       const after = new Map(to.targets.map((t) => [t.name, t]));
@@ -181,8 +266,8 @@ export async function startRuntime(config: LunarConfig, dataDir: string, log: Lo
           const fresh = new Map<string, Backstore>();
           let built: IscsiTargetConfig;
           try {
-            built = await buildTarget(t, dataDir, fresh);
-            server.addTarget(built);
+            built = await buildTarget(t, dataDir, fresh, to.portals);
+            server.addTarget(systemOffline ? effective(t, built.scsi as LunarScsiTarget) : built);
           } catch (err) {
             await Promise.allSettled([...fresh.values()].map((b) => b.close()));
             throw err;
@@ -220,23 +305,36 @@ export async function startRuntime(config: LunarConfig, dataDir: string, log: Lo
             scsi.removeLun(n);
           }
           if (!bs) throw new Error(`target ${name} LUN ${n}: no backstore (internal)`);
-          scsi.addLun(luConfig(l, bs));
+          scsi.addLun(luConfig(l, bs, await atomicJournal(l, bs, dataDir)));
           log.info(`target ${name} LUN ${n} ${was ? 'updated' : 'added'}`);
         }
         const { luns: _a, ...restOld } = old;
         const { luns: _b, ...restNew } = t;
+        if (!sameJson(old.alua, t.alua)) {
+          // ALUA state changes apply live (ASYMMETRIC ACCESS STATE CHANGED); `explicit` needs a restart
+          const groups = {
+            ...Object.fromEntries(Object.keys(old.alua?.groups ?? {}).map((g) => [g, 'active-optimized'])),
+            ...t.alua?.groups,
+          };
+          for (const [g, st] of Object.entries(groups))
+            scsi.setAluaState(Number(g), toAluaState(st as AluaStateName));
+        }
         if (!sameJson(restOld, restNew)) {
-          server.updateTarget(iscsiTargetConfig(t, scsi));
+          server.updateTarget(effective(t, scsi));
           log.info(`target ${name} settings updated`);
         }
       }
+      specs.clear();
+      for (const t of to.targets) specs.set(t.name, t);
+      for (const n of [...offline]) if (!specs.has(n)) offline.delete(n);
       if (opts.portals !== false) {
         const key = (p: { host: string; port: number }) => `${p.host}|${p.port}`;
         const was = new Set(from.portals.map(key));
         const now = new Set(to.portals.map(key));
         for (const p of from.portals) if (!now.has(key(p))) server.removePortal(p.host, p.port);
         for (const p of to.portals) {
-          if (!was.has(key(p))) await server.addPortal({ host: p.host, port: p.port, portalGroupTag: p.group });
+          if (!was.has(key(p)))
+            await server.addPortal({ host: p.host, port: p.port, portalGroupTag: p.group });
         }
       }
     },

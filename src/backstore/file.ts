@@ -92,7 +92,8 @@ class ReadSlab {
   #used = 0;
 
   take(length: number): Buffer {
-    if (length > ReadSlab.SLAB_MAX_READ || length % ALIGNMENT !== 0) return allocAligned(length, { zero: false });
+    if (length > ReadSlab.SLAB_MAX_READ || length % ALIGNMENT !== 0)
+      return allocAligned(length, { zero: false });
     if (this.#slab === null || this.#used + length > this.#slab.length) {
       this.#slab = allocAligned(ReadSlab.SLAB, { zero: false });
       this.#used = 0;

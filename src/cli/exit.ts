@@ -12,3 +12,13 @@ export const EXIT_HELP = `EXIT STATUS
   3  conflict: already exists, busy (initiators connected), already running, address in use
   4  not found (target, LUN, account, ACL entry, session)
   5  the daemon cannot be reached (not running, wrong --data/--socket)`;
+
+/** A reader that stops early (`| head`, `| grep -q`) must not turn into a stack trace. */
+export function quietOnClosedPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+      throw err;
+    });
+  }
+}

@@ -2,32 +2,33 @@
  * The `lunar` command line (commander). Exit codes scripts can rely on: see ./exit.ts
  * (0 ok, 1 failure, 2 usage/invalid, 3 conflict/busy/in use, 4 not found, 5 daemon unreachable).
  */
-import { mkdirSync, existsSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+
 import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
 import { startControlServer } from '../admin/api.js';
-import { Controller } from '../admin/control.js';
-import { portInUseMessage } from '../admin/portinfo.js';
-import { registerCommands } from './commands.js';
 import {
   ConfigError,
   defaultConfigText,
   ensureLunIds,
   ensureTids,
+  type LunarConfig,
   loadConfig,
   newLunId,
   parseHostPort,
   saveConfig,
   writeFileAtomic,
-  type LunarConfig,
 } from '../admin/config.js';
-import { acquirePidFile, AlreadyRunningError } from '../admin/pidfile.js';
+import { Controller } from '../admin/control.js';
+import { AlreadyRunningError, acquirePidFile, isLiveProcess } from '../admin/pidfile.js';
+import { portInUseMessage } from '../admin/portinfo.js';
 import { startRuntime } from '../admin/runtime.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from '../util/log.js';
+import { registerCommands } from './commands.js';
 
-import { EXIT } from './exit.js';
+import { EXIT, EXIT_HELP } from './exit.js';
 
 export { EXIT };
 
@@ -43,9 +44,34 @@ function notifySystemd(log: { warn(msg: string): void }, state = '--ready'): voi
   child.on('error', (err) => log.warn(`systemd-notify: ${err.message}`));
 }
 
+/** Temp files of saves interrupted by a crash (FILE.tmp-PID-RANDOM whose PID is gone). */
+function removeStaleTempFiles(configFile: string, log: { info(msg: string): void }): void {
+  const dir = dirname(configFile);
+  const prefix = `${basename(configFile)}.tmp-`;
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix)) continue;
+    const pid = Number(n.slice(prefix.length).split('-')[0]);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isLiveProcess(pid, '')) continue;
+    try {
+      unlinkSync(join(dir, n));
+      log.info(`removed ${join(dir, n)} (left by an interrupted save)`);
+    } catch {
+      // not ours to remove
+    }
+  }
+}
+
 export function version(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
     return pkg.version;
   } catch {
     return 'unknown';
@@ -54,7 +80,11 @@ export function version(): string {
 
 /** IQN for the default target: iqn.2026-11.io.lunar:<host>.disk0, host reduced to IQN-safe characters. */
 export function defaultIqn(host = hostname()): string {
-  const h = host.toLowerCase().replace(/[^a-z0-9.-]/g, '-').replace(/^[-.]+|[-.]+$/g, '') || 'host';
+  const h =
+    host
+      .toLowerCase()
+      .replace(/[^a-z0-9.-]/g, '-')
+      .replace(/^[-.]+|[-.]+$/g, '') || 'host';
   return `iqn.2026-11.io.lunar:${h}.disk0`;
 }
 
@@ -81,6 +111,7 @@ async function serve(opts: ServeOptions): Promise<number> {
     log.info(`created ${configFile} (one target, LUN 0 = 1 GiB sparse ${join(dataDir, 'disk0.img')})`);
   }
   configFile = resolve(configFile);
+  removeStaleTempFiles(configFile, log);
   let loaded = loadConfig(configFile);
   const withIds = ensureLunIds(loaded);
   if (withIds.changed) {
@@ -135,11 +166,15 @@ async function serve(opts: ServeOptions): Promise<number> {
     release();
     const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
     if (e.code === 'EADDRINUSE' && e.port !== undefined) {
-      throw new PortInUseError(`control API: ${portInUseMessage(`${e.address ?? '127.0.0.1'}:${e.port}`, e.port)}`);
+      throw new PortInUseError(
+        `control API: ${portInUseMessage(`${e.address ?? '127.0.0.1'}:${e.port}`, e.port)}`,
+      );
     }
     throw err;
   }
-  log.info(`control API on ${control.socketPath}${control.tcpPort !== undefined ? ` and http://${opts.controlListen?.split(':')[0] ?? '127.0.0.1'}:${control.tcpPort} (token in ${join(dataDir, 'token')})` : ''}`);
+  log.info(
+    `control API on ${control.socketPath}${control.tcpPort !== undefined ? ` and http://${opts.controlListen?.split(':')[0] ?? '127.0.0.1'}:${control.tcpPort} (token in ${join(dataDir, 'token')})` : ''}`,
+  );
   for (const p of config.portals) {
     const shown = p.host.includes(':') ? `[${p.host}]:${p.port}` : `${p.host}:${p.port}`;
     log.info(`listening on ${shown} (portal group ${p.group})`);
@@ -151,11 +186,16 @@ async function serve(opts: ServeOptions): Promise<number> {
     }
   }
   if (config.portals.every((p) => p.host.startsWith('127.') || p.host === '::1' || p.host === 'localhost')) {
-    log.info('serving loopback only; to serve the network: lunar serve --listen 0.0.0.0:3260 (or set portals in the config)');
+    log.info(
+      'serving loopback only; to serve the network: lunar serve --listen 0.0.0.0:3260 (or set portals in the config)',
+    );
   }
   const first = config.targets[0];
   const p0 = config.portals[0];
-  if (first && p0) log.info(`try: iscsiadm -m discovery -t st -p ${p0.host}:${p0.port}  |  iscsi-ls iscsi://${p0.host}:${p0.port}`);
+  if (first && p0)
+    log.info(
+      `try: iscsiadm -m discovery -t st -p ${p0.host}:${p0.port}  |  iscsi-ls iscsi://${p0.host}:${p0.port}`,
+    );
 
   notifySystemd(log);
   return await new Promise<number>((done) => {
@@ -189,7 +229,8 @@ async function serve(opts: ServeOptions): Promise<number> {
 }
 
 function describeError(err: unknown): { message: string; code: number } {
-  if (err instanceof ConfigError) return { message: `configuration error:\n${err.message}`, code: EXIT.USAGE };
+  if (err instanceof ConfigError)
+    return { message: `configuration error:\n${err.message}`, code: EXIT.USAGE };
   if (err instanceof AlreadyRunningError) return { message: err.message, code: EXIT.CONFLICT };
   if (err instanceof PortInUseError) return { message: err.message, code: EXIT.CONFLICT };
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
@@ -200,9 +241,13 @@ function describeError(err: unknown): { message: string; code: number } {
     };
   }
   if (e.code === 'EACCES' && e.syscall === 'listen') {
-    return { message: `${e.message}: ports below 1024 need root or CAP_NET_BIND_SERVICE`, code: EXIT.FAILURE };
+    return {
+      message: `${e.message}: ports below 1024 need root or CAP_NET_BIND_SERVICE`,
+      code: EXIT.FAILURE,
+    };
   }
-  if (e.code === 'EADDRNOTAVAIL') return { message: `${e.message}: no interface has that address`, code: EXIT.USAGE };
+  if (e.code === 'EADDRNOTAVAIL')
+    return { message: `${e.message}: no interface has that address`, code: EXIT.USAGE };
   return { message: e.message ?? String(err), code: EXIT.FAILURE };
 }
 
@@ -219,15 +264,43 @@ export function buildProgram(): Command {
     )
     .option('-c, --config <file>', 'YAML config file (docs/config.md)')
     .option('-d, --data <dir>', 'data directory (backing files, generated config, pid file)', './lunar-data')
-    .option('-l, --listen <addr...>', 'portal address(es) host:port, overriding the config (e.g. 0.0.0.0:3260)')
+    .option(
+      '-l, --listen <addr...>',
+      'portal address(es) host:port, overriding the config (e.g. 0.0.0.0:3260)',
+    )
     .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'json']).default('text'))
     .option('--stop-timeout <seconds>', 'how long to wait for initiators to log out on stop', '5')
-    .option('--control-listen <host:port>', 'also serve the control API over HTTP on this loopback address, with the bearer token in DATA/token (e.g. 127.0.0.1:3261)')
+    .option(
+      '--control-listen <host:port>',
+      'also serve the control API over HTTP on this loopback address, with the bearer token in DATA/token (e.g. 127.0.0.1:3261)',
+    )
+    .addHelpText(
+      'after',
+      `
+DESCRIPTION
+  Runs the target in the foreground, logging to stdout. Every change made at run time (lunar,
+  lunar-tgtadm, lunar-tgt-admin, the control API on DATA/lunar.sock) is saved into the config and
+  restored on the next start. SIGTERM/SIGINT: initiators are asked to log out (Async Message),
+  lunar waits up to --stop-timeout seconds, then exits 0. Under systemd (Type=notify) it reports
+  readiness once every portal listens (contrib/lunar.service).
+
+EXAMPLES
+  lunar serve                                   # ./lunar-data, one 1 GiB sparse LUN
+  lunar serve --config /etc/lunar/lunar.yaml --data /var/lib/lunar --listen 0.0.0.0:3260
+  lunar serve --control-listen 127.0.0.1:3261 --log-format json
+
+${EXIT_HELP}
+`,
+    )
     .action(async (o: ServeOptions) => {
       program.setOptionValue('exit', await serve(o));
     });
   registerCommands(program);
+  program.addHelpText(
+    'after',
+    `\nDOCUMENTATION\n  docs/cli.md, docs/control-api.md, docs/tgtadm.md, docs/config.md\n\n${EXIT_HELP}\n`,
+  );
   return program;
 }
 

@@ -16,6 +16,7 @@ import { basename, dirname, isAbsolute, join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ApiError, ControlClient, UnreachableError } from '../admin/client.js';
 import type { TargetView } from '../admin/control.js';
+import { quietOnClosedPipe } from './exit.js';
 import { tgtadmMain } from './tgtadm.js';
 
 export interface ConfLun {
@@ -123,7 +124,11 @@ interface Raw {
 }
 
 /** Parses targets.conf text (and its includes, read through `read`). */
-export function parseTargetsConf(text: string, file: string, read: (pattern: string, from: string) => { file: string; text: string }[] = readIncludes): TargetsConf {
+export function parseTargetsConf(
+  text: string,
+  file: string,
+  read: (pattern: string, from: string) => { file: string; text: string }[] = readIncludes,
+): TargetsConf {
   let defaultDriver = 'iscsi';
   const targets: ConfTarget[] = [];
   const walk = (src: string, name: string, depth: number) => {
@@ -141,11 +146,17 @@ export function parseTargetsConf(text: string, file: string, read: (pattern: str
         const tag = (open[1] ?? '').toLowerCase();
         const arg = open[2] ?? '';
         if (tag === 'target') {
-          if (cur) throw new ConfError(`${name}:${n}: <target ${arg}> inside <target ${cur.name}> (missing </target>?)`);
+          if (cur)
+            throw new ConfError(
+              `${name}:${n}: <target ${arg}> inside <target ${cur.name}> (missing </target>?)`,
+            );
           cur = { name: arg, line: n, items: [], luns: [] };
         } else {
           if (!cur) throw new ConfError(`${name}:${n}: <${tag}> outside a <target> block`);
-          if (sub) throw new ConfError(`${name}:${n}: <${tag}> inside <${sub.direct ? 'direct' : 'backing'}-store> (missing close tag?)`);
+          if (sub)
+            throw new ConfError(
+              `${name}:${n}: <${tag}> inside <${sub.direct ? 'direct' : 'backing'}-store> (missing close tag?)`,
+            );
           sub = { path: arg, direct: tag === 'direct-store', line: n, items: [] };
         }
         continue;
@@ -154,14 +165,19 @@ export function parseTargetsConf(text: string, file: string, read: (pattern: str
         const tag = (close[1] ?? '').toLowerCase();
         if (tag === 'target') {
           if (!cur) throw new ConfError(`${name}:${n}: </target> without <target>`);
-          if (sub) throw new ConfError(`${name}:${n}: </target> while <${sub.direct ? 'direct' : 'backing'}-store ${sub.path}> is open`);
+          if (sub)
+            throw new ConfError(
+              `${name}:${n}: </target> while <${sub.direct ? 'direct' : 'backing'}-store ${sub.path}> is open`,
+            );
           targets.push(finishTarget(cur, name));
           cur = undefined;
         } else {
-          if (!sub || (tag === 'direct-store') !== sub.direct) throw new ConfError(`${name}:${n}: </${tag}> without <${tag}>`);
+          if (!sub || (tag === 'direct-store') !== sub.direct)
+            throw new ConfError(`${name}:${n}: </${tag}> without <${tag}>`);
           const opts: Record<string, string> = {};
           for (const it of sub.items) {
-            if (!LUN_KEYS.has(it.key)) throw new ConfError(`${name}:${it.line}: unknown option "${it.key}" in <${tag} ${sub.path}>`);
+            if (!LUN_KEYS.has(it.key))
+              throw new ConfError(`${name}:${it.line}: unknown option "${it.key}" in <${tag} ${sub.path}>`);
             opts[it.key] = it.value;
           }
           cur?.luns.push({ path: sub.path, direct: sub.direct, opts, line: sub.line });
@@ -169,7 +185,10 @@ export function parseTargetsConf(text: string, file: string, read: (pattern: str
         }
         continue;
       }
-      if (text0.startsWith('<')) throw new ConfError(`${name}:${n}: cannot read "${text0}" (expected <target NAME>, <backing-store PATH>, <direct-store PATH> or a close tag)`);
+      if (text0.startsWith('<'))
+        throw new ConfError(
+          `${name}:${n}: cannot read "${text0}" (expected <target NAME>, <backing-store PATH>, <direct-store PATH> or a close tag)`,
+        );
       const m = /^(\S+?)(?:\s*=\s*|\s+)(.*)$/.exec(text0) ?? [text0, text0, ''];
       const key = m[1] ?? '';
       const value = (m[2] ?? '').trim();
@@ -182,17 +201,30 @@ export function parseTargetsConf(text: string, file: string, read: (pattern: str
         continue;
       }
       if (key === 'default-driver') {
-        if (value !== 'iscsi') throw new ConfError(`${name}:${n}: default-driver ${value}: lunar serves iscsi only`);
+        if (value !== 'iscsi')
+          throw new ConfError(`${name}:${n}: default-driver ${value}: lunar serves iscsi only`);
         defaultDriver = value;
       } else if (key === 'include') {
         for (const inc of read(value, name)) walk(inc.text, inc.file, depth + 1);
-      } else if (key === 'ignore-errors' || key === 'control-port' || key === 'iSNSServerIP' || key === 'iSNSAccessControl' || key === 'iSNS' || key === 'iSNSServerPort') {
+      } else if (
+        key === 'ignore-errors' ||
+        key === 'control-port' ||
+        key === 'iSNSServerIP' ||
+        key === 'iSNSAccessControl' ||
+        key === 'iSNS' ||
+        key === 'iSNSServerPort'
+      ) {
         // global options lunar has no use for
       } else {
-        throw new ConfError(`${name}:${n}: unknown global option "${key}" (expected <target NAME>, include, default-driver)`);
+        throw new ConfError(
+          `${name}:${n}: unknown global option "${key}" (expected <target NAME>, include, default-driver)`,
+        );
       }
     }
-    if (sub) throw new ConfError(`${name}:${sub.line}: <${sub.direct ? 'direct' : 'backing'}-store ${sub.path}> is never closed`);
+    if (sub)
+      throw new ConfError(
+        `${name}:${sub.line}: <${sub.direct ? 'direct' : 'backing'}-store ${sub.path}> is never closed`,
+      );
     if (cur) throw new ConfError(`${name}:${cur.line}: <target ${cur.name}> is never closed`);
   };
   walk(text, file, 0);
@@ -204,14 +236,18 @@ export function parseTargetsConf(text: string, file: string, read: (pattern: str
   return { defaultDriver, targets };
 }
 
-function finishTarget(cur: { name: string; line: number; items: Raw[]; luns: ConfLun[] }, file: string): ConfTarget {
+function finishTarget(
+  cur: { name: string; line: number; items: Raw[]; luns: ConfLun[] },
+  file: string,
+): ConfTarget {
   const opts: Record<string, string> = {};
   const luns = [...cur.luns];
   const initiatorAddresses: string[] = [];
   const initiatorNames: string[] = [];
   const incoming: { user: string; password: string }[] = [];
   let outgoing: { user: string; password: string } | undefined;
-  if (!/^(iqn\.|eui\.|naa\.)/i.test(cur.name)) throw new ConfError(`${file}:${cur.line}: target name "${cur.name}" must start with iqn., eui. or naa.`);
+  if (!/^(iqn\.|eui\.|naa\.)/i.test(cur.name))
+    throw new ConfError(`${file}:${cur.line}: target name "${cur.name}" must start with iqn., eui. or naa.`);
   for (const it of cur.items) {
     const where = `${file}:${it.line}`;
     switch (it.key) {
@@ -229,22 +265,27 @@ function finishTarget(cur: { name: string; line: number; items: Raw[]; luns: Con
       case 'incominguser':
       case 'outgoinguser': {
         const [user, password, extra] = it.value.split(/\s+/);
-        if (!user || !password || extra !== undefined) throw new ConfError(`${where}: ${it.key} takes a user and a password`);
+        if (!user || !password || extra !== undefined)
+          throw new ConfError(`${where}: ${it.key} takes a user and a password`);
         if (it.key === 'incominguser') incoming.push({ user, password });
         else outgoing = { user, password };
         break;
       }
       default:
-        if (!TARGET_KEYS.has(it.key) && !ISCSI_KEYS.has(it.key)) throw new ConfError(`${where}: unknown option "${it.key}" in <target ${cur.name}>`);
-        if (it.key === 'write-cache' && it.value !== 'on' && it.value !== 'off') throw new ConfError(`${where}: write-cache ${it.value}: must be on or off`);
+        if (!TARGET_KEYS.has(it.key) && !ISCSI_KEYS.has(it.key))
+          throw new ConfError(`${where}: unknown option "${it.key}" in <target ${cur.name}>`);
+        if (it.key === 'write-cache' && it.value !== 'on' && it.value !== 'off')
+          throw new ConfError(`${where}: write-cache ${it.value}: must be on or off`);
         opts[it.key] = it.value;
     }
   }
   for (const l of luns) {
     const wc = l.opts['write-cache'];
-    if (wc !== undefined && wc !== 'on' && wc !== 'off') throw new ConfError(`${file}:${l.line}: write-cache ${wc}: must be on or off`);
+    if (wc !== undefined && wc !== 'on' && wc !== 'off')
+      throw new ConfError(`${file}:${l.line}: write-cache ${wc}: must be on or off`);
     const lun = l.opts['lun'];
-    if (lun !== undefined && !/^[0-9]+$/.test(lun)) throw new ConfError(`${file}:${l.line}: lun ${lun}: must be a number`);
+    if (lun !== undefined && !/^[0-9]+$/.test(lun))
+      throw new ConfError(`${file}:${l.line}: lun ${lun}: must be a number`);
   }
   return {
     name: cur.name,
@@ -262,7 +303,12 @@ function finishTarget(cur: { name: string; line: number; items: Raw[]; luns: Con
 /** Expands `*` and `?` in the last path segment (what include lines use: conf.d/*.conf). */
 export function expandGlob(pattern: string): string[] {
   const dir = dirname(pattern);
-  const re = new RegExp(`^${basename(pattern).replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  const re = new RegExp(
+    `^${basename(pattern)
+      .replace(/[.+^${}()|\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
   try {
     return readdirSync(dir)
       .filter((f) => re.test(f))
@@ -332,7 +378,8 @@ export function lunCommands(t: ConfTarget, tid: number, lun: number, l: ConfLun)
     const v = lunOpt(t, l, k);
     if (v !== undefined) params.push(`${k}=${v}`);
   }
-  if (params.length) out.push([...base.slice(0, 2), '--op', 'update', ...base.slice(2), '--params', params.join(',')]);
+  if (params.length)
+    out.push([...base.slice(0, 2), '--op', 'update', ...base.slice(2), '--params', params.join(',')]);
   return out;
 }
 
@@ -342,25 +389,53 @@ export function targetCommands(t: ConfTarget, tid: number): Argv[] {
   const out: Argv[] = [[...T, '--op', 'new', '--mode', 'target', '--tid', String(tid), '-T', t.name]];
   for (const { lun, entry } of numberLuns(t)) out.push(...lunCommands(t, tid, lun, entry));
   for (const [k, v] of Object.entries(t.opts)) {
-    if (ISCSI_KEYS.has(k)) out.push([...T, '--op', 'update', '--mode', 'target', '--tid', String(tid), '--name', k, '--value', v]);
+    if (ISCSI_KEYS.has(k))
+      out.push([...T, '--op', 'update', '--mode', 'target', '--tid', String(tid), '--name', k, '--value', v]);
   }
   for (const u of t.incoming) {
     out.push([...T, '--op', 'new', '--mode', 'account', '--user', u.user, '--password', u.password]);
     out.push([...T, '--op', 'bind', '--mode', 'account', '--tid', String(tid), '--user', u.user]);
   }
   if (t.outgoing) {
-    out.push([...T, '--op', 'new', '--mode', 'account', '--user', t.outgoing.user, '--password', t.outgoing.password]);
-    out.push([...T, '--op', 'bind', '--mode', 'account', '--tid', String(tid), '--user', t.outgoing.user, '--outgoing']);
+    out.push([
+      ...T,
+      '--op',
+      'new',
+      '--mode',
+      'account',
+      '--user',
+      t.outgoing.user,
+      '--password',
+      t.outgoing.password,
+    ]);
+    out.push([
+      ...T,
+      '--op',
+      'bind',
+      '--mode',
+      'account',
+      '--tid',
+      String(tid),
+      '--user',
+      t.outgoing.user,
+      '--outgoing',
+    ]);
   }
   const addresses = t.initiatorAddresses.length || t.initiatorNames.length ? t.initiatorAddresses : ['ALL'];
-  for (const a of addresses) out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', String(tid), '-I', a]);
-  if (!t.initiatorAddresses.length && t.initiatorNames.length) out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', String(tid), '-I', 'ALL']);
-  for (const n of t.initiatorNames) out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', String(tid), '-Q', n]);
+  for (const a of addresses)
+    out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', String(tid), '-I', a]);
+  if (!t.initiatorAddresses.length && t.initiatorNames.length)
+    out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', String(tid), '-I', 'ALL']);
+  for (const n of t.initiatorNames)
+    out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', String(tid), '-Q', n]);
   return out;
 }
 
 /** `--dump`: the running targets in targets.conf syntax. */
-export function dumpTargets(targets: readonly TargetView[], secrets: ReadonlyMap<string, string> = new Map()): string {
+export function dumpTargets(
+  targets: readonly TargetView[],
+  secrets: ReadonlyMap<string, string> = new Map(),
+): string {
   const lines = ['default-driver iscsi', ''];
   for (const t of [...targets].sort((a, b) => a.tid - b.tid)) {
     lines.push(`<target ${t.name}>`);
@@ -378,7 +453,10 @@ export function dumpTargets(targets: readonly TargetView[], secrets: ReadonlyMap
       lines.push(`\t<backing-store ${l.path}>`, ...extra, '\t</backing-store>');
     }
     for (const [k, v] of Object.entries(t.params)) lines.push(`\t${k} ${v}`);
-    for (const a of t.accounts) lines.push(`\t${a.outgoing ? 'outgoinguser' : 'incominguser'} ${a.user} ${secrets.get(a.user) ?? 'PLEASE_CORRECT_THE_PASSWORD'}`);
+    for (const a of t.accounts)
+      lines.push(
+        `\t${a.outgoing ? 'outgoinguser' : 'incominguser'} ${a.user} ${secrets.get(a.user) ?? 'PLEASE_CORRECT_THE_PASSWORD'}`,
+      );
     const addresses = t.acl.addresses === 'ALL' ? ['ALL'] : t.acl.addresses;
     for (const a of addresses) lines.push(`\tinitiator-address ${a}`);
     if (t.acl.initiators !== 'ALL') for (const n of t.acl.initiators) lines.push(`\tinitiator-name ${n}`);
@@ -388,7 +466,10 @@ export function dumpTargets(targets: readonly TargetView[], secrets: ReadonlyMap
 }
 
 /** Which targets a --delete/--update/--offline/--ready value selects: ALL, tid=N, or a name. */
-export function selectTargets<T extends { name: string; tid?: number }>(value: string, targets: readonly T[]): T[] {
+export function selectTargets<T extends { name: string; tid?: number }>(
+  value: string,
+  targets: readonly T[],
+): T[] {
   if (value === 'ALL') return [...targets];
   const m = /^tid=([0-9]+)$/.exec(value);
   if (m) return targets.filter((t) => t.tid === Number(m[1]));
@@ -427,14 +508,20 @@ EXIT STATUS
   2 usage error; 107 the lunar daemon cannot be reached.
 `;
 
-export async function tgtAdminMain(argv: readonly string[], io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) }): Promise<number> {
+export async function tgtAdminMain(
+  argv: readonly string[],
+  io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) },
+): Promise<number> {
   const program = new Command('tgt-admin')
     .description('configure lunar targets from a tgt targets.conf file')
     .option('-e, --execute', 'read the config file and create the targets it has that are not running')
     .option('--delete <value>', 'delete targets (ALL, tid=N, NAME); refuses targets in use unless --force')
     .option('--offline <value>', 'put targets offline (ALL, tid=N, NAME)')
     .option('--ready <value>', 'put targets back in ready state (ALL, tid=N, NAME)')
-    .option('--update <value>', 'apply the config file to running targets (ALL, tid=N, NAME); in use: only with --force')
+    .option(
+      '--update <value>',
+      'apply the config file to running targets (ALL, tid=N, NAME); in use: only with --force',
+    )
     .option('-s, --show', 'show all the targets (as tgtadm --op show --mode target)')
     .option('-C, --control-port <port>', 'accepted for compatibility; ignored')
     .option('-c, --conf <file>', 'config file', '/etc/tgt/targets.conf')
@@ -480,7 +567,23 @@ export async function tgtAdminMain(argv: readonly string[], io = { out: (s: stri
       if (value === undefined) continue;
       const ts = await client.get<TargetView[]>('/v1/targets');
       for (const t of selectTargets(value, ts)) {
-        if (!(await run(['--lld', 'iscsi', '--op', 'update', '--mode', 'target', '--tid', String(t.tid), '--name', 'state', '--value', state]))) return 1;
+        if (
+          !(await run([
+            '--lld',
+            'iscsi',
+            '--op',
+            'update',
+            '--mode',
+            'target',
+            '--tid',
+            String(t.tid),
+            '--name',
+            'state',
+            '--value',
+            state,
+          ]))
+        )
+          return 1;
       }
       return 0;
     }
@@ -493,16 +596,33 @@ export async function tgtAdminMain(argv: readonly string[], io = { out: (s: stri
       }
       for (const t of chosen) {
         if (t.sessions.length && !o.force) {
-          io.err(`tgt-admin: target ${t.tid} (${t.name}) is in use by ${t.sessions.map((s) => `${s.initiator} (${s.address})`).join(', ')}; use --force to delete it\n`);
+          io.err(
+            `tgt-admin: target ${t.tid} (${t.name}) is in use by ${t.sessions.map((s) => `${s.initiator} (${s.address})`).join(', ')}; use --force to delete it\n`,
+          );
           if (!o.ignoreErrors) return 1;
           continue;
         }
-        if (!(await run(['--lld', 'iscsi', '--op', 'delete', '--mode', 'target', '--tid', String(t.tid), ...(o.force ? ['--force'] : [])]))) return 1;
+        if (
+          !(await run([
+            '--lld',
+            'iscsi',
+            '--op',
+            'delete',
+            '--mode',
+            'target',
+            '--tid',
+            String(t.tid),
+            ...(o.force ? ['--force'] : []),
+          ]))
+        )
+          return 1;
       }
       return 0;
     }
     if (!o.execute && o.update === undefined) {
-      io.err('tgt-admin: nothing to do: give -e, --update, --delete, --offline, --ready, --show or --dump (see --help)\n');
+      io.err(
+        'tgt-admin: nothing to do: give -e, --update, --delete, --offline, --ready, --show or --dump (see --help)\n',
+      );
       return 2;
     }
     let conf: TargetsConf;
@@ -519,10 +639,18 @@ export async function tgtAdminMain(argv: readonly string[], io = { out: (s: stri
       }
       throw err;
     }
-    const running = o.pretend ? await client.get<TargetView[]>('/v1/targets').catch(() => [] as TargetView[]) : await client.get<TargetView[]>('/v1/targets');
+    const running = o.pretend
+      ? await client.get<TargetView[]>('/v1/targets').catch(() => [] as TargetView[])
+      : await client.get<TargetView[]>('/v1/targets');
     const byName = new Map(running.map((t) => [t.name, t]));
     let nextTid = Math.max(0, ...running.map((t) => t.tid)) + 1;
-    const chosen = o.update !== undefined ? selectTargets(o.update, conf.targets.map((t) => ({ ...t, tid: byName.get(t.name)?.tid ?? -1 }))) : conf.targets;
+    const chosen =
+      o.update !== undefined
+        ? selectTargets(
+            o.update,
+            conf.targets.map((t) => ({ ...t, tid: byName.get(t.name)?.tid ?? -1 })),
+          )
+        : conf.targets;
     if (o.update !== undefined && !chosen.length && o.update !== 'ALL') {
       io.err(`tgt-admin: no target ${o.update} in ${o.conf} (or it is not running)\n`);
       return 1;
@@ -536,11 +664,14 @@ export async function tgtAdminMain(argv: readonly string[], io = { out: (s: stri
         continue;
       }
       if (o.update === undefined) {
-        if (o.verbose) io.out(`# target ${t.name} is already running (tid ${live.tid}); use --update to change it\n`);
+        if (o.verbose)
+          io.out(`# target ${t.name} is already running (tid ${live.tid}); use --update to change it\n`);
         continue;
       }
       if (live.sessions.length && !o.force) {
-        io.err(`tgt-admin: target ${live.tid} (${t.name}) is in use by ${live.sessions.map((s) => s.initiator).join(', ')}; not updating it without --force\n`);
+        io.err(
+          `tgt-admin: target ${live.tid} (${t.name}) is in use by ${live.sessions.map((s) => s.initiator).join(', ')}; not updating it without --force\n`,
+        );
         if (!o.ignoreErrors) return 1;
         continue;
       }
@@ -571,7 +702,8 @@ export function updateCommands(t: ConfTarget, live: TargetView): Argv[] {
   const want = numberLuns(t);
   for (const l of live.luns) {
     const w = want.find((x) => x.lun === l.lun);
-    if (!w || w.entry.path !== l.path) out.push([...T, '--op', 'delete', '--mode', 'logicalunit', '--tid', tid, '--lun', String(l.lun)]);
+    if (!w || w.entry.path !== l.path)
+      out.push([...T, '--op', 'delete', '--mode', 'logicalunit', '--tid', tid, '--lun', String(l.lun)]);
   }
   for (const { lun, entry } of want) {
     const l = live.luns.find((x) => x.lun === lun);
@@ -583,20 +715,38 @@ export function updateCommands(t: ConfTarget, live: TargetView): Argv[] {
     out.push(...lunCommands(t, live.tid, lun, entry));
   }
   for (const [k, v] of Object.entries(t.opts)) {
-    if (ISCSI_KEYS.has(k) && live.params[k] !== v) out.push([...T, '--op', 'update', '--mode', 'target', '--tid', tid, '--name', k, '--value', v]);
+    if (ISCSI_KEYS.has(k) && live.params[k] !== v)
+      out.push([...T, '--op', 'update', '--mode', 'target', '--tid', tid, '--name', k, '--value', v]);
   }
-  const wantAddr = t.initiatorAddresses.length || t.initiatorNames.length ? [...t.initiatorAddresses] : ['ALL'];
+  const wantAddr =
+    t.initiatorAddresses.length || t.initiatorNames.length ? [...t.initiatorAddresses] : ['ALL'];
   if (!t.initiatorAddresses.length && t.initiatorNames.length) wantAddr.push('ALL');
   const haveAddr = live.acl.addresses === 'ALL' ? ['ALL'] : [...live.acl.addresses];
-  for (const a of haveAddr) if (!wantAddr.includes(a)) out.push([...T, '--op', 'unbind', '--mode', 'target', '--tid', tid, '-I', a]);
-  for (const a of wantAddr) if (!haveAddr.includes(a)) out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', tid, '-I', a]);
+  for (const a of haveAddr)
+    if (!wantAddr.includes(a)) out.push([...T, '--op', 'unbind', '--mode', 'target', '--tid', tid, '-I', a]);
+  for (const a of wantAddr)
+    if (!haveAddr.includes(a)) out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', tid, '-I', a]);
   const haveNames = live.acl.initiators === 'ALL' ? [] : [...live.acl.initiators];
-  for (const n of haveNames) if (!t.initiatorNames.includes(n)) out.push([...T, '--op', 'unbind', '--mode', 'target', '--tid', tid, '-Q', n]);
-  for (const n of t.initiatorNames) if (!haveNames.includes(n)) out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', tid, '-Q', n]);
+  for (const n of haveNames)
+    if (!t.initiatorNames.includes(n))
+      out.push([...T, '--op', 'unbind', '--mode', 'target', '--tid', tid, '-Q', n]);
+  for (const n of t.initiatorNames)
+    if (!haveNames.includes(n)) out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', tid, '-Q', n]);
   const wantUsers = new Set(t.incoming.map((u) => u.user));
   for (const a of live.accounts) {
     if (a.outgoing ? t.outgoing?.user !== a.user : !wantUsers.has(a.user)) {
-      out.push([...T, '--op', 'unbind', '--mode', 'account', '--tid', tid, '--user', a.user, ...(a.outgoing ? ['--outgoing'] : [])]);
+      out.push([
+        ...T,
+        '--op',
+        'unbind',
+        '--mode',
+        'account',
+        '--tid',
+        tid,
+        '--user',
+        a.user,
+        ...(a.outgoing ? ['--outgoing'] : []),
+      ]);
     }
   }
   for (const u of t.incoming) {
@@ -605,12 +755,38 @@ export function updateCommands(t: ConfTarget, live: TargetView): Argv[] {
     out.push([...T, '--op', 'bind', '--mode', 'account', '--tid', tid, '--user', u.user]);
   }
   if (t.outgoing && !live.accounts.some((a) => a.outgoing && a.user === t.outgoing?.user)) {
-    out.push([...T, '--op', 'new', '--mode', 'account', '--user', t.outgoing.user, '--password', t.outgoing.password]);
-    out.push([...T, '--op', 'bind', '--mode', 'account', '--tid', tid, '--user', t.outgoing.user, '--outgoing']);
+    out.push([
+      ...T,
+      '--op',
+      'new',
+      '--mode',
+      'account',
+      '--user',
+      t.outgoing.user,
+      '--password',
+      t.outgoing.password,
+    ]);
+    out.push([
+      ...T,
+      '--op',
+      'bind',
+      '--mode',
+      'account',
+      '--tid',
+      tid,
+      '--user',
+      t.outgoing.user,
+      '--outgoing',
+    ]);
   }
   return out;
 }
 
-if (process.argv[1] && /(?:^|[/\\])(?:lunar-)?tgt-admin(?:\.js)?$/.test(process.argv[1]) && import.meta.url.endsWith('/tgt-admin.js')) {
+if (
+  process.argv[1] &&
+  /(?:^|[/\\])(?:lunar-)?tgt-admin(?:\.js)?$/.test(process.argv[1]) &&
+  import.meta.url.endsWith('/tgt-admin.js')
+) {
+  quietOnClosedPipe();
   process.exitCode = await tgtAdminMain(process.argv.slice(2));
 }

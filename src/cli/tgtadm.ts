@@ -9,6 +9,7 @@
  */
 import { ApiError, ControlClient, UnreachableError } from '../admin/client.js';
 import type { LunView, SessionView, TargetView } from '../admin/control.js';
+import { quietOnClosedPipe } from './exit.js';
 
 export const TGTADM_EXIT = { OK: 0, UNKNOWN: 1, EINVAL: 22, UNREACHABLE: 107 } as const;
 
@@ -55,7 +56,12 @@ export const TGTADM_OPTIONS: readonly OptDef[] = [
 /** Short letters tgtadm's getopt string gives an argument even where the long form takes none. */
 const SHORT_WITH_ARG = new Set(['F', 'O']);
 
-export type TgtadmOpts = Partial<Record<string, string>> & { force?: string; outgoing?: string; help?: string; version?: string };
+export type TgtadmOpts = Partial<Record<string, string>> & {
+  force?: string;
+  outgoing?: string;
+  help?: string;
+  version?: string;
+};
 
 export interface ParsedArgs {
   readonly opts: TgtadmOpts;
@@ -69,7 +75,11 @@ export class TgtadmError extends Error {
   /** Printed as is (getopt messages have their own shape). */
   readonly raw: boolean;
   readonly detail?: string;
-  constructor(message: string, rc: number = TGTADM_EXIT.EINVAL, opts: { raw?: boolean; detail?: string } = {}) {
+  constructor(
+    message: string,
+    rc: number = TGTADM_EXIT.EINVAL,
+    opts: { raw?: boolean; detail?: string } = {},
+  ) {
     super(message);
     this.rc = rc;
     this.raw = opts.raw ?? false;
@@ -85,7 +95,11 @@ export function parseTgtadmArgs(argv: readonly string[]): ParsedArgs {
   const given: string[] = [];
   const set = (d: OptDef, v: string) => {
     if ((d.key === 'tid' || d.key === 'sid' || d.key === 'cid' || d.key === 'lun') && !/^[0-9]+$/.test(v)) {
-      throw new TgtadmError(`-${d.short ?? d.long} argument value '${v}' invalid\n${TRY}`, TGTADM_EXIT.EINVAL, { raw: true });
+      throw new TgtadmError(
+        `-${d.short ?? d.long} argument value '${v}' invalid\n${TRY}`,
+        TGTADM_EXIT.EINVAL,
+        { raw: true },
+      );
     }
     opts[d.key] = v;
     given.push(d.short ?? d.long);
@@ -100,19 +114,34 @@ export function parseTgtadmArgs(argv: readonly string[]): ParsedArgs {
       const prefixed = TGTADM_OPTIONS.filter((o) => o.long.startsWith(name));
       const d = exact ?? (prefixed.length === 1 ? prefixed[0] : undefined);
       if (!d || !name) {
-        if (prefixed.length > 1 && name) throw new TgtadmError(`tgtadm: option '--${name}' is ambiguous\n${TRY}`, TGTADM_EXIT.EINVAL, { raw: true });
-        throw new TgtadmError(`tgtadm: unrecognized option '${a}'\n${TRY}`, TGTADM_EXIT.EINVAL, { raw: true });
+        if (prefixed.length > 1 && name)
+          throw new TgtadmError(`tgtadm: option '--${name}' is ambiguous\n${TRY}`, TGTADM_EXIT.EINVAL, {
+            raw: true,
+          });
+        throw new TgtadmError(`tgtadm: unrecognized option '${a}'\n${TRY}`, TGTADM_EXIT.EINVAL, {
+          raw: true,
+        });
       }
       if (d.arg) {
         if (eq >= 0) set(d, a.slice(eq + 1));
         else {
           const v = argv[i + 1];
-          if (v === undefined) throw new TgtadmError(`tgtadm: option '--${d.long}' requires an argument\n${TRY}`, TGTADM_EXIT.EINVAL, { raw: true });
+          if (v === undefined)
+            throw new TgtadmError(
+              `tgtadm: option '--${d.long}' requires an argument\n${TRY}`,
+              TGTADM_EXIT.EINVAL,
+              { raw: true },
+            );
           set(d, v);
           i++;
         }
       } else {
-        if (eq >= 0) throw new TgtadmError(`tgtadm: option '--${d.long}' doesn't allow an argument\n${TRY}`, TGTADM_EXIT.EINVAL, { raw: true });
+        if (eq >= 0)
+          throw new TgtadmError(
+            `tgtadm: option '--${d.long}' doesn't allow an argument\n${TRY}`,
+            TGTADM_EXIT.EINVAL,
+            { raw: true },
+          );
         set(d, '1');
       }
       continue;
@@ -121,13 +150,21 @@ export function parseTgtadmArgs(argv: readonly string[]): ParsedArgs {
       for (let j = 1; j < a.length; j++) {
         const c = a[j] ?? '';
         const d = TGTADM_OPTIONS.find((o) => o.short === c);
-        if (!d) throw new TgtadmError(`tgtadm: invalid option -- '${c}'\n${TRY}`, TGTADM_EXIT.EINVAL, { raw: true });
+        if (!d)
+          throw new TgtadmError(`tgtadm: invalid option -- '${c}'\n${TRY}`, TGTADM_EXIT.EINVAL, {
+            raw: true,
+          });
         if (d.arg || SHORT_WITH_ARG.has(c)) {
           const rest = a.slice(j + 1);
           if (rest) set(d, rest);
           else {
             const v = argv[i + 1];
-            if (v === undefined) throw new TgtadmError(`tgtadm: option requires an argument -- '${c}'\n${TRY}`, TGTADM_EXIT.EINVAL, { raw: true });
+            if (v === undefined)
+              throw new TgtadmError(
+                `tgtadm: option requires an argument -- '${c}'\n${TRY}`,
+                TGTADM_EXIT.EINVAL,
+                { raw: true },
+              );
             set(d, v);
             i++;
           }
@@ -135,7 +172,6 @@ export function parseTgtadmArgs(argv: readonly string[]): ParsedArgs {
         }
         set(d, '1');
       }
-      continue;
     }
     // tgtadm ignores stray words
   }
@@ -143,7 +179,18 @@ export function parseTgtadmArgs(argv: readonly string[]): ParsedArgs {
 }
 
 const OPS = ['new', 'delete', 'show', 'bind', 'unbind', 'update', 'stat', 'start', 'stop'] as const;
-const MODES = ['sys', 'system', 'target', 'logicalunit', 'account', 'session', 'conn', 'connection', 'lld', 'portal'] as const;
+const MODES = [
+  'sys',
+  'system',
+  'target',
+  'logicalunit',
+  'account',
+  'session',
+  'conn',
+  'connection',
+  'lld',
+  'portal',
+] as const;
 
 /** Letters each mode accepts (others: "<mode> mode: option '-X' is not allowed/supported"). */
 const COMMON = ['L', 'o', 'm', 'C', 'h', 'V', 'd'];
@@ -172,7 +219,8 @@ export function validateTgtadm(p: ParsedArgs): { op: string; mode: string } {
   const { opts } = p;
   if (opts['op'] === undefined) throw new TgtadmError('tgtadm: specify the operation type');
   const op = opts['op'];
-  if (!(OPS as readonly string[]).includes(op)) throw new TgtadmError(`tgtadm: unknown operation: ${op}`, TGTADM_EXIT.UNKNOWN);
+  if (!(OPS as readonly string[]).includes(op))
+    throw new TgtadmError(`tgtadm: unknown operation: ${op}`, TGTADM_EXIT.UNKNOWN);
   const rawMode = opts['mode'] ?? '';
   if (!(MODES as readonly string[]).includes(rawMode)) {
     if (opts['mode'] === undefined) throw new TgtadmError('tgtadm: specify the mode');
@@ -183,33 +231,57 @@ export function validateTgtadm(p: ParsedArgs): { op: string; mode: string } {
   if (mode !== 'sys' && lld === undefined && mode !== 'lld') {
     // tgtadm defaults the driver to iscsi
   } else if (lld !== undefined && lld !== 'iscsi') {
-    throw new TgtadmError("tgtadm: can't find the driver", TGTADM_EXIT.EINVAL, { detail: `lunar serves iSCSI only (--lld iscsi), not "${lld}"` });
+    throw new TgtadmError("tgtadm: can't find the driver", TGTADM_EXIT.EINVAL, {
+      detail: `lunar serves iSCSI only (--lld iscsi), not "${lld}"`,
+    });
   }
   const allowed = MODE_LETTERS[mode] ?? COMMON;
   for (const g of p.given) {
     const letter = g.length === 1 ? g : letterOf(g);
     if (letter === 'F' && (mode === 'target' || mode === 'conn' || mode === 'session')) continue;
-    if (!allowed.includes(letter)) throw new TgtadmError(`tgtadm: ${mode === 'sys' ? 'system' : mode} mode: option '-${letter}' is not allowed/supported`);
+    if (!allowed.includes(letter))
+      throw new TgtadmError(
+        `tgtadm: ${mode === 'sys' ? 'system' : mode} mode: option '-${letter}' is not allowed/supported`,
+      );
   }
-  if (mode === 'account' && op === 'show' && opts['tid'] !== undefined) throw new TgtadmError("tgtadm: account mode: option '-t' is not allowed/supported");
-  if (mode === 'target' && op === 'show' && opts['targetname'] !== undefined) throw new TgtadmError("tgtadm: target mode: option '-T' is not allowed/supported");
-  const needTid = (mode === 'target' && op !== 'show') || mode === 'logicalunit' || (mode === 'account' && (op === 'bind' || op === 'unbind'));
+  if (mode === 'account' && op === 'show' && opts['tid'] !== undefined)
+    throw new TgtadmError("tgtadm: account mode: option '-t' is not allowed/supported");
+  if (mode === 'target' && op === 'show' && opts['targetname'] !== undefined)
+    throw new TgtadmError("tgtadm: target mode: option '-T' is not allowed/supported");
+  const needTid =
+    (mode === 'target' && op !== 'show') ||
+    mode === 'logicalunit' ||
+    (mode === 'account' && (op === 'bind' || op === 'unbind'));
   if (needTid && opts['tid'] === undefined) throw new TgtadmError("tgtadm: 'tid' option is necessary");
   if (opts['tid'] === '0' && mode !== 'sys') throw new TgtadmError("tgtadm: 'tid' cannot be 0");
-  if (mode === 'target' && op === 'new' && opts['targetname'] === undefined) throw new TgtadmError('tgtadm: creating new target requires a name, use --targetname');
-  if (mode === 'logicalunit' && opts['lun'] === undefined) throw new TgtadmError("tgtadm: 'lun' option is necessary");
-  if (mode === 'logicalunit' && op === 'show') throw new TgtadmError('tgtadm: operation show not supported in logicalunit mode');
-  if (mode === 'logicalunit' && op === 'new' && opts['params'] !== undefined) throw new TgtadmError("tgtadm: logicalunit mode: option '-P' is not allowed/supported");
-  if (mode === 'target' && (op === 'bind' || op === 'unbind') && opts['initiatorAddress'] === undefined && opts['initiatorName'] === undefined) {
+  if (mode === 'target' && op === 'new' && opts['targetname'] === undefined)
+    throw new TgtadmError('tgtadm: creating new target requires a name, use --targetname');
+  if (mode === 'logicalunit' && opts['lun'] === undefined)
+    throw new TgtadmError("tgtadm: 'lun' option is necessary");
+  if (mode === 'logicalunit' && op === 'show')
+    throw new TgtadmError('tgtadm: operation show not supported in logicalunit mode');
+  if (mode === 'logicalunit' && op === 'new' && opts['params'] !== undefined)
+    throw new TgtadmError("tgtadm: logicalunit mode: option '-P' is not allowed/supported");
+  if (
+    mode === 'target' &&
+    (op === 'bind' || op === 'unbind') &&
+    opts['initiatorAddress'] === undefined &&
+    opts['initiatorName'] === undefined
+  ) {
     throw new TgtadmError('tgtadm: bind operation requires initiator-address, initiator-nameor bus');
   }
   if (mode === 'account' && op === 'new' && (opts['user'] === undefined || opts['password'] === undefined)) {
     throw new TgtadmError("tgtadm: 'user' and 'password' options are required");
   }
-  if (mode === 'account' && (op === 'delete' || op === 'bind' || op === 'unbind') && opts['user'] === undefined) {
+  if (
+    mode === 'account' &&
+    (op === 'delete' || op === 'bind' || op === 'unbind') &&
+    opts['user'] === undefined
+  ) {
     throw new TgtadmError("tgtadm: 'user' option is necessary");
   }
-  if (mode === 'sys' && op === 'start') throw new TgtadmError('tgtadm: operation start not supported in system mode');
+  if (mode === 'sys' && op === 'start')
+    throw new TgtadmError('tgtadm: operation start not supported in system mode');
   return { op, mode };
 }
 
@@ -335,7 +407,11 @@ export function formatTargetParams(t: TargetView): string {
     return `${k}=${v}`;
   });
   if (t.redirect) {
-    lines.push(`RedirectAddress=${t.redirect.host}`, `RedirectPort=${t.redirect.port}`, `RedirectReason=${t.redirect.permanent ? 'Permanent' : 'Temporary'}`);
+    lines.push(
+      `RedirectAddress=${t.redirect.host}`,
+      `RedirectPort=${t.redirect.port}`,
+      `RedirectReason=${t.redirect.permanent ? 'Permanent' : 'Temporary'}`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }
@@ -344,7 +420,12 @@ export function formatTargetParams(t: TargetView): string {
 export function formatConnections(sessions: readonly SessionView[]): string {
   const lines: string[] = [];
   for (const s of sessions) {
-    lines.push(`Session: ${s.tsih}`, `${I1}Connection: ${s.cid}`, `${I2}Initiator: ${s.initiator}`, `${I2}IP Address: ${s.address}`);
+    lines.push(
+      `Session: ${s.tsih}`,
+      `${I1}Connection: ${s.cid}`,
+      `${I2}Initiator: ${s.initiator}`,
+      `${I2}IP Address: ${s.address}`,
+    );
   }
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
@@ -400,7 +481,13 @@ export function tgtMessage(err: ApiError): string {
   return table[key] ?? 'invalid request';
 }
 
-const BSTYPES: Readonly<Record<string, 'file' | 'null'>> = { rdwr: 'file', aio: 'file', sync: 'file', rdwr_sync: 'file', null: 'file' };
+const BSTYPES: Readonly<Record<string, 'file' | 'null'>> = {
+  rdwr: 'file',
+  aio: 'file',
+  sync: 'file',
+  rdwr_sync: 'file',
+  null: 'file',
+};
 const BSOFLAGS = new Set(['direct', 'sync']);
 
 /** tgt's LU parameters (--params) → lunar LUN fields. */
@@ -424,11 +511,17 @@ export function lunParams(text: string): Record<string, string | boolean> {
         out['product'] = v;
         break;
       case 'readonly':
-        if (v !== '0' && v !== '1') throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `readonly=${v}: must be 0 or 1` });
+        if (v !== '0' && v !== '1')
+          throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+            detail: `readonly=${v}: must be 0 or 1`,
+          });
         out['readOnly'] = v === '1';
         break;
       case 'removable':
-        if (v !== '0' && v !== '1') throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `removable=${v}: must be 0 or 1` });
+        if (v !== '0' && v !== '1')
+          throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+            detail: `removable=${v}: must be 0 or 1`,
+          });
         out['removable'] = v === '1';
         break;
       case 'product_rev':
@@ -452,13 +545,23 @@ interface Io {
   err(s: string): void;
 }
 
-async function request(io: Io, client: ControlClient, p: ParsedArgs, op: string, mode: string): Promise<number> {
+async function request(
+  io: Io,
+  client: ControlClient,
+  p: ParsedArgs,
+  op: string,
+  mode: string,
+): Promise<number> {
   const o = p.opts;
   const tid = o['tid'];
   const t = tid !== undefined ? `/v1/targets/${tid}` : '';
   switch (`${mode}/${op}`) {
     case 'target/new': {
-      await client.post('/v1/targets', { tid: Number(tid), name: o['targetname'], acl: { initiators: 'ALL', addresses: [] } });
+      await client.post('/v1/targets', {
+        tid: Number(tid),
+        name: o['targetname'],
+        acl: { initiators: 'ALL', addresses: [] },
+      });
       return 0;
     }
     case 'target/delete':
@@ -470,10 +573,16 @@ async function request(io: Io, client: ControlClient, p: ParsedArgs, op: string,
       return 0;
     case 'target/bind':
     case 'target/unbind': {
-      const body = o['initiatorAddress'] !== undefined ? { address: o['initiatorAddress'] } : { initiator: o['initiatorName'] ?? '' };
+      const body =
+        o['initiatorAddress'] !== undefined
+          ? { address: o['initiatorAddress'] }
+          : { initiator: o['initiatorName'] ?? '' };
       if (op === 'bind') await client.post(`${t}/acl`, body);
       else {
-        const q = 'address' in body ? `address=${encodeURIComponent(body.address)}` : `initiator=${encodeURIComponent(body.initiator)}`;
+        const q =
+          'address' in body
+            ? `address=${encodeURIComponent(body.address)}`
+            : `initiator=${encodeURIComponent(body.initiator)}`;
         await client.delete(`${t}/acl?${q}`);
       }
       return 0;
@@ -481,38 +590,54 @@ async function request(io: Io, client: ControlClient, p: ParsedArgs, op: string,
     case 'target/update': {
       const name = o['name'];
       const value = o['value'];
-      if (name === undefined || value === undefined) throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: 'update needs --name and --value' });
+      if (name === undefined || value === undefined)
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: 'update needs --name and --value',
+        });
       await client.patch(t, await targetUpdate(client, t, name, value));
       return 0;
     }
     case 'logicalunit/new': {
       const bsType = o['bstype'] ?? 'rdwr';
       if (BSTYPES[bsType] === undefined) {
-        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `backing store type "${bsType}" (lunar takes rdwr, aio, sync, null)` });
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: `backing store type "${bsType}" (lunar takes rdwr, aio, sync, null)`,
+        });
       }
       const dt = o['deviceType'];
       if (dt !== undefined && dt !== 'disk') {
         if (['cd', 'changer', 'osd', 'controller', 'pt', 'tape', 'ssc', 'passthrough'].includes(dt)) {
-          throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `device type "${dt}": lunar serves disks only` });
+          throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+            detail: `device type "${dt}": lunar serves disks only`,
+          });
         }
         throw new TgtadmError(`tgtadm: unknown target type: ${dt}`);
       }
       const flags = (o['bsoflags'] ?? '').split(':').filter(Boolean);
       const bad = flags.find((f) => !BSOFLAGS.has(f));
-      if (bad !== undefined) throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `bsoflags "${bad}" (sync, direct or sync:direct)` });
+      if (bad !== undefined)
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: `bsoflags "${bad}" (sync, direct or sync:direct)`,
+        });
       const bs = o['blocksize'];
       if (bs !== undefined && bs !== '512' && bs !== '4096') {
-        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `block size ${bs}: lunar takes 512 or 4096` });
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: `block size ${bs}: lunar takes 512 or 4096`,
+        });
       }
       const path = o['backingStore'];
       if (bsType !== 'null' && path === undefined) {
-        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: 'lunar needs a backing store (-b PATH) for a logical unit' });
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: 'lunar needs a backing store (-b PATH) for a logical unit',
+        });
       }
       await client.post(`${t}/luns`, {
         lun: Number(o['lun']),
         ...(bsType === 'null' ? { backstore: 'null', size: '1G' } : { backstore: 'file', path }),
         direct: flags.includes('direct') || bsType === 'aio',
-        ...(flags.includes('sync') || bsType === 'sync' || bsType === 'rdwr_sync' ? { writeCache: false } : {}),
+        ...(flags.includes('sync') || bsType === 'sync' || bsType === 'rdwr_sync'
+          ? { writeCache: false }
+          : {}),
         ...(bs !== undefined ? { blockSize: Number(bs) } : {}),
       });
       return 0;
@@ -520,12 +645,18 @@ async function request(io: Io, client: ControlClient, p: ParsedArgs, op: string,
     case 'logicalunit/delete':
       if (o['lun'] === '0') {
         const view = await client.get<TargetView>(t);
-        if (!view.luns.some((l) => l.lun === 0)) throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: 'LUN 0 is the controller' });
+        if (!view.luns.some((l) => l.lun === 0))
+          throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+            detail: 'LUN 0 is the controller',
+          });
       }
       await client.delete(`${t}/luns/${o['lun']}`);
       return 0;
     case 'logicalunit/update':
-      if (o['params'] === undefined) throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: 'update needs --params KEY=VALUE,...' });
+      if (o['params'] === undefined)
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: 'update needs --params KEY=VALUE,...',
+        });
       await client.patch(`${t}/luns/${o['lun']}`, lunParams(o['params']));
       return 0;
     case 'account/new':
@@ -541,7 +672,8 @@ async function request(io: Io, client: ControlClient, p: ParsedArgs, op: string,
       const view = await client.get<TargetView>(t);
       const user = o['user'] ?? '';
       const outgoing = o['outgoing'] !== undefined;
-      if (!view.accounts.some((a) => a.user === user && a.outgoing === outgoing)) throw new TgtadmError("tgtadm: can't find the account");
+      if (!view.accounts.some((a) => a.user === user && a.outgoing === outgoing))
+        throw new TgtadmError("tgtadm: can't find the account");
       await client.delete(`${t}/accounts/${encodeURIComponent(user)}`);
       return 0;
     }
@@ -565,7 +697,8 @@ async function request(io: Io, client: ControlClient, p: ParsedArgs, op: string,
       const sid = o['sid'];
       if (sid === undefined) throw new TgtadmError("tgtadm: can't find the session");
       const view = await client.get<TargetView>(t);
-      if (!view.sessions.some((s) => String(s.tsih) === sid)) throw new TgtadmError("tgtadm: can't find the session");
+      if (!view.sessions.some((s) => String(s.tsih) === sid))
+        throw new TgtadmError("tgtadm: can't find the session");
       await client.delete(`/v1/sessions/${sid}`);
       return 0;
     }
@@ -576,7 +709,9 @@ async function request(io: Io, client: ControlClient, p: ParsedArgs, op: string,
     }
     case 'sys/update': {
       if (o['name'] !== 'State' || (o['value'] !== 'ready' && o['value'] !== 'offline')) {
-        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: 'system update takes --name State --value ready|offline' });
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: 'system update takes --name State --value ready|offline',
+        });
       }
       await client.patch('/v1/system', { state: o['value'] });
       return 0;
@@ -587,7 +722,10 @@ async function request(io: Io, client: ControlClient, p: ParsedArgs, op: string,
     case 'portal/new':
     case 'portal/delete': {
       const m = /(?:^|,)portal=([^,]+)/.exec(o['params'] ?? '');
-      if (!m?.[1]) throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: 'give --params portal=HOST:PORT' });
+      if (!m?.[1])
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: 'give --params portal=HOST:PORT',
+        });
       if (op === 'new') await client.post('/v1/portals', { listen: m[1], group: 1 });
       else await client.delete(`/v1/portals/${encodeURIComponent(m[1])}`);
       return 0;
@@ -596,19 +734,32 @@ async function request(io: Io, client: ControlClient, p: ParsedArgs, op: string,
     case 'lld/stop':
       return 0;
     default:
-      throw new TgtadmError(`tgtadm: operation ${op} not supported in ${mode === 'sys' ? 'system' : mode} mode`);
+      throw new TgtadmError(
+        `tgtadm: operation ${op} not supported in ${mode === 'sys' ? 'system' : mode} mode`,
+      );
   }
 }
 
 /** `--op update --mode target --name N --value V` → a PATCH body. */
-async function targetUpdate(client: ControlClient, t: string, name: string, value: string): Promise<Record<string, unknown>> {
+async function targetUpdate(
+  client: ControlClient,
+  t: string,
+  name: string,
+  value: string,
+): Promise<Record<string, unknown>> {
   const lower = name.toLowerCase();
   if (lower === 'state') {
-    if (value !== 'ready' && value !== 'offline') throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `state "${value}" must be ready or offline` });
+    if (value !== 'ready' && value !== 'offline')
+      throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+        detail: `state "${value}" must be ready or offline`,
+      });
     return { state: value };
   }
   if (name === 'MaxQueueCmd') {
-    if (!/^[0-9]+$/.test(value)) throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `MaxQueueCmd "${value}" is not a number` });
+    if (!/^[0-9]+$/.test(value))
+      throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+        detail: `MaxQueueCmd "${value}" is not a number`,
+      });
     return { queueDepth: Number(value) };
   }
   if (name === 'RedirectAddress' || name === 'RedirectPort' || name === 'RedirectReason') {
@@ -620,18 +771,24 @@ async function targetUpdate(client: ControlClient, t: string, name: string, valu
       host = value;
     } else if (name === 'RedirectPort') {
       if (!/^[0-9]+$/.test(value) || Number(value) < 1 || Number(value) > 65535) {
-        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `RedirectPort "${value}" must be 1..65535` });
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: `RedirectPort "${value}" must be 1..65535`,
+        });
       }
       port = Number(value);
     } else {
       if (value !== 'Temporary' && value !== 'Permanent') {
-        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: `RedirectReason "${value}" must be Temporary or Permanent` });
+        throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+          detail: `RedirectReason "${value}" must be Temporary or Permanent`,
+        });
       }
       permanent = value === 'Permanent';
     }
     if (!host) {
       // tgtd keeps a port/reason without an address; lunar stores a redirect only with an address
-      throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, { detail: 'set RedirectAddress first' });
+      throw new TgtadmError('tgtadm: invalid request', TGTADM_EXIT.EINVAL, {
+        detail: 'set RedirectAddress first',
+      });
     }
     const h = host.includes(':') ? `[${host}]` : host;
     return { redirect: { to: `${h}:${port}`, permanent } };
@@ -686,7 +843,10 @@ EXIT STATUS
   mode; 107 the lunar daemon cannot be reached.
 `;
 
-export async function tgtadmMain(argv: readonly string[], io: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) }): Promise<number> {
+export async function tgtadmMain(
+  argv: readonly string[],
+  io: Io = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) },
+): Promise<number> {
   try {
     const parsed = parseTgtadmArgs(argv);
     if (parsed.opts['help'] !== undefined) {
@@ -727,6 +887,11 @@ export async function runTgtadmBin(): Promise<void> {
   process.exitCode = await tgtadmMain(process.argv.slice(2));
 }
 
-if (process.argv[1] && /(?:^|[/\\])(?:lunar-)?tgtadm(?:\.js)?$/.test(process.argv[1]) && import.meta.url.endsWith('/tgtadm.js')) {
+if (
+  process.argv[1] &&
+  /(?:^|[/\\])(?:lunar-)?tgtadm(?:\.js)?$/.test(process.argv[1]) &&
+  import.meta.url.endsWith('/tgtadm.js')
+) {
+  quietOnClosedPipe();
   await runTgtadmBin();
 }

@@ -5,7 +5,7 @@
  * network sends can throw out of here: any failure ends this connection only.
  */
 import type { Socket } from 'node:net';
-import { encodePdu, type DigestOptions, NO_DIGESTS } from './pdu/codec.js';
+import { type DigestOptions, encodePdu, NO_DIGESTS } from './pdu/codec.js';
 import { LoginStatus } from './pdu/constants.js';
 import { FrameReader } from './pdu/framing.js';
 import type { InitiatorPdu, LoginRequest, TargetPdu } from './pdu/types.js';

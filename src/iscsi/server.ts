@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Nexus, ScsiTarget } from '../scsi/types.js';
 import { Acl, normalizeAddress } from './acl.js';
-import { IscsiConnection, type ConnectionOwner } from './connection.js';
+import { type ConnectionOwner, IscsiConnection } from './connection.js';
 import { Portal, type PortalConfig } from './portal.js';
 import type {
   LiveSessionInfo,
@@ -85,6 +85,8 @@ export class IscsiServer extends EventEmitter implements ConnectionOwner {
   readonly #sessions = new Map<number, IscsiSession>();
   readonly #meta = new WeakMap<IscsiSession, SessionMeta>();
   readonly #connections = new Set<IscsiConnection>();
+  /** Unsubscribers of the SCSI targets' abort notifications (PREEMPT AND ABORT), per target. */
+  readonly #abortSubs = new Map<string, () => void>();
   #nextTsih = 1;
   #started = false;
   #stopping = false;
@@ -168,6 +170,15 @@ export class IscsiServer extends EventEmitter implements ConnectionOwner {
       queueDepth: t.queueDepth ?? DEFAULT_QUEUE_DEPTH,
     };
     this.#targets.set(t.name, { cfg: t, acl: new Acl(t.acl), login });
+    // The SCSI core aborts tasks of other I_T nexuses (PREEMPT AND ABORT): abort them here, as
+    // ABORT TASK SET from each of those nexuses would (no response; TAS 0).
+    this.#abortSubs.get(t.name)?.();
+    const unsub = t.scsi.onAbortTasks?.((keys, lun) => {
+      for (const s of this.#sessions.values()) {
+        if (s.targetName === t.name && s.nexus && keys.includes(s.nexus.key)) void s.abortTasks(lun);
+      }
+    });
+    if (unsub) this.#abortSubs.set(t.name, unsub);
   }
 
   /** Remove a target; refuses while sessions exist unless `force` (which drops them). */
@@ -178,6 +189,8 @@ export class IscsiServer extends EventEmitter implements ConnectionOwner {
       throw new Error(`target ${name}: ${live.length} initiator session(s) still connected (use force)`);
     }
     this.#targets.delete(name);
+    this.#abortSubs.get(name)?.();
+    this.#abortSubs.delete(name);
     for (const s of live) this.#dropSession(s, 'target removed');
   }
 

@@ -79,7 +79,7 @@ export function alignedPoolStats(): NativePoolStats | null {
   return addon?.poolStats() ?? null;
 }
 
-/** Bounds the memory the aligned pool keeps idle (default 64 MiB); trims at once. */
+/** Bounds the memory the aligned pool keeps idle (default 32 MiB); trims at once. */
 export function setAlignedPoolIdleCap(bytes: number): void {
   if (addon !== null) addon.setPoolIdleCap(bytes);
 }

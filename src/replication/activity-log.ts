@@ -65,7 +65,8 @@ export class ActivityLogCore {
    * null when not enough idle extents exist (the caller waits for a release).
    */
   plan(extents: readonly number[]): AlPlan | null {
-    if (extents.length > this.maxExtents) throw new RangeError('request spans more extents than the AL holds');
+    if (extents.length > this.maxExtents)
+      throw new RangeError('request spans more extents than the AL holds');
     const add = extents.filter((e) => !this.#active.has(e));
     const need = this.#active.size + add.length - this.maxExtents;
     const evict: number[] = [];
@@ -116,7 +117,12 @@ export class ActivityLog {
   /** AL transactions written (the `al:` counter). */
   transactions = 0;
 
-  constructor(maxExtents: number, writer: AlWriter, initial: readonly number[] = [], shift = AL_EXTENT_SHIFT) {
+  constructor(
+    maxExtents: number,
+    writer: AlWriter,
+    initial: readonly number[] = [],
+    shift = AL_EXTENT_SHIFT,
+  ) {
     this.core = new ActivityLogCore(maxExtents, initial);
     this.#writer = writer;
     this.shift = shift;

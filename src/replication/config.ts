@@ -108,16 +108,25 @@ export class ConfigError extends Error {
 type Obj = Record<string, unknown>;
 
 function obj(v: unknown, where: string): Obj {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new ConfigError(`${where}: must be an object`);
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new ConfigError(`${where}: must be an object`);
   return v as Obj;
 }
 function str(o: Obj, k: string, where: string, def?: string): string {
   const v = o[k];
   if (v === undefined && def !== undefined) return def;
-  if (typeof v !== 'string' || v.length === 0) throw new ConfigError(`${where}.${k}: must be a non-empty string`);
+  if (typeof v !== 'string' || v.length === 0)
+    throw new ConfigError(`${where}.${k}: must be a non-empty string`);
   return v;
 }
-function num(o: Obj, k: string, where: string, def: number | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number {
+function num(
+  o: Obj,
+  k: string,
+  where: string,
+  def: number | undefined,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const v = o[k];
   if (v === undefined && def !== undefined) return def;
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
@@ -159,7 +168,8 @@ export function parseResourceConfig(raw: unknown, baseDir = process.cwd()): Reso
   const r = obj(raw, 'resource');
   const name = str(r, 'name', 'resource');
   const blockSize = num(r, 'blockSize', 'resource', 4096, 512, 4096);
-  if (blockSize !== 512 && blockSize !== 4096) throw new ConfigError('resource.blockSize: must be 512 or 4096');
+  if (blockSize !== 512 && blockSize !== 4096)
+    throw new ConfigError('resource.blockSize: must be 512 or 4096');
   const sizeBytes = parseSize(r['size'], 'resource.size');
   if (sizeBytes % 4096 !== 0) throw new ConfigError('resource.size: must be a multiple of 4096');
   const nodesRaw = r['nodes'];
@@ -171,18 +181,21 @@ export function parseResourceConfig(raw: unknown, baseDir = process.cwd()): Reso
     const o = obj(n, w);
     const id = num(o, 'id', w, undefined, 0, 3);
     const address = str(o, 'address', w);
-    if (!/^[^:]+:\d+$/.test(address)) throw new ConfigError(`${w}.address: must be host:port (got ${address})`);
+    if (!/^[^:]+:\d+$/.test(address))
+      throw new ConfigError(`${w}.address: must be host:port (got ${address})`);
     const diskRaw = str(o, 'disk', w);
     const disk = diskRaw === 'none' ? 'none' : resolve(baseDir, diskRaw);
     const metaRaw = str(o, 'metaDisk', w, 'internal');
     const metaDisk = metaRaw === 'internal' ? 'internal' : resolve(baseDir, metaRaw);
-    const control = str(
-      o,
-      'control',
-      w,
-      disk === 'none' ? `/tmp/lunar-${name}-${id}.ctl` : `${disk}.ctl`,
-    );
-    return { id, name: str(o, 'name', w, `node${id}`), address, disk, metaDisk, control: resolve(baseDir, control) };
+    const control = str(o, 'control', w, disk === 'none' ? `/tmp/lunar-${name}-${id}.ctl` : `${disk}.ctl`);
+    return {
+      id,
+      name: str(o, 'name', w, `node${id}`),
+      address,
+      disk,
+      metaDisk,
+      control: resolve(baseDir, control),
+    };
   });
   const ids = new Set(nodes.map((n) => n.id));
   if (ids.size !== nodes.length) throw new ConfigError('resource.nodes: node ids must be unique');

@@ -4,7 +4,7 @@
  *   → {"cmd":"primary","force":true}
  *   ← {"ok":true,"result":…}  |  {"ok":false,"error":"…"}
  *
- * Commands: up, down, primary [force], secondary, connect [discardMyData, peer], disconnect [peer],
+ * Commands: up, down, adjust, primary [force], secondary, connect [discardMyData, peer], disconnect [peer],
  * invalidate [peer], invalidate-remote [peer], new-current-uuid [clearBitmap], verify [peer],
  * pause-sync, resume-sync, resume-io, wait-connect [timeoutMs], wait-sync [timeoutMs], status,
  * proc, events (streams events2-style lines: the `exists` dump, `exists -`, then one line per change),
@@ -13,6 +13,7 @@
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { ReplicatedBackstore } from './backstore.js';
+import type { ResourceConfig } from './config.js';
 import { removeStale, type Resource } from './resource.js';
 import { procText, resourceStatus } from './status.js';
 
@@ -21,6 +22,7 @@ export type ControlRequest = { cmd: string } & Record<string, unknown>;
 export const CONTROL_COMMANDS = [
   'up',
   'down',
+  'adjust',
   'primary',
   'secondary',
   'connect',
@@ -52,8 +54,16 @@ function optTimeout(req: ControlRequest): number {
 }
 
 /** Executes one control request against a resource. */
-export async function execute(r: Resource, req: ControlRequest): Promise<unknown> {
+export async function execute(
+  r: Resource,
+  req: ControlRequest,
+  o: ControlServerOptions = {},
+): Promise<unknown> {
   switch (req.cmd) {
+    case 'adjust': {
+      if (o.reloadConfig === undefined) throw new Error('adjust: this node has no resource file to reload');
+      return { changes: await r.adjust(o.reloadConfig()) };
+    }
     case 'up':
       await r.up();
       return null;
@@ -67,7 +77,10 @@ export async function execute(r: Resource, req: ControlRequest): Promise<unknown
       await r.secondary();
       return null;
     case 'connect':
-      r.connect({ discardMyData: req['discardMyData'] === true, ...(optPeer(req) === undefined ? {} : { peer: optPeer(req) as number }) });
+      r.connect({
+        discardMyData: req['discardMyData'] === true,
+        ...(optPeer(req) === undefined ? {} : { peer: optPeer(req) as number }),
+      });
       return null;
     case 'disconnect':
       r.disconnect(optPeer(req));
@@ -109,12 +122,18 @@ export async function execute(r: Resource, req: ControlRequest): Promise<unknown
 }
 
 export interface ControlServerOptions {
+  /** Re-reads the resource file (for adjust). */
+  readonly reloadConfig?: () => ResourceConfig;
   /** Called for 'shutdown' after the reply is written. */
   readonly onShutdown?: () => void;
 }
 
 /** Serves the control channel on a unix socket path (a stale socket file is replaced). */
-export async function startControlServer(r: Resource, path: string, o: ControlServerOptions = {}): Promise<Server> {
+export async function startControlServer(
+  r: Resource,
+  path: string,
+  o: ControlServerOptions = {},
+): Promise<Server> {
   removeStale(path);
   const server = createServer((sock) => serve(r, sock, o));
   await new Promise<void>((resolve, reject) => {
@@ -177,7 +196,7 @@ async function handle(r: Resource, sock: Socket, line: string, o: ControlServerO
     return;
   }
   try {
-    const result = await execute(r, req);
+    const result = await execute(r, req, o);
     if (!sock.destroyed) sock.write(`${JSON.stringify({ ok: true, result })}\n`);
   } catch (e) {
     if (!sock.destroyed) sock.write(`${JSON.stringify({ ok: false, error: (e as Error).message })}\n`);

@@ -15,7 +15,11 @@ export function blockDigests(data: Uint8Array, blockBytes: number, alg: VerifyAl
   for (let i = 0; i < n; i++) {
     const blk = data.subarray(i * blockBytes, Math.min(data.length, (i + 1) * blockBytes));
     if (alg === 'crc32c') out.writeUInt32BE(crc32c(blk), i * 4);
-    else createHash(alg).update(blk).digest().copy(out, i * dl, 0, dl);
+    else
+      createHash(alg)
+        .update(blk)
+        .digest()
+        .copy(out, i * dl, 0, dl);
   }
   return out;
 }

@@ -132,7 +132,9 @@ export class Metadata {
         throw new Error(`metadata ${path} belongs to node ${sb.nodeId}, not node ${init.nodeId}`);
       }
       if (sb.sizeBytes !== init.sizeBytes) {
-        throw new Error(`metadata ${path} describes ${sb.sizeBytes} bytes, the backing device has ${init.sizeBytes}`);
+        throw new Error(
+          `metadata ${path} describes ${sb.sizeBytes} bytes, the backing device has ${init.sizeBytes}`,
+        );
       }
       const bitmaps: Bitmap[] = [];
       const bmBytes = Bitmap.storedBytes(sb.sizeBytes, sb.bmBlockBytes);
@@ -199,7 +201,7 @@ export class Metadata {
       slot.writeUInt32BE(AL_MAGIC, 0);
       slot.writeUInt32BE(this.#alSeq, 8);
       slot.writeUInt32BE(extents.length, 12);
-      extents.forEach((e, i) => slot.writeUInt32BE(e, 16 + i * 4));
+      for (const [i, e] of extents.entries()) slot.writeUInt32BE(e, 16 + i * 4);
       slot.writeUInt32BE(crc32c(slot.subarray(8, 16 + extents.length * 4)), 4);
       await this.#fh.write(slot, 0, SLOT, AL_OFF[this.#alSeq % 2]);
       await this.#fh.datasync();

@@ -5,7 +5,7 @@
  *   node dist/src/replication/node-main.js serve --config r0.yaml --node 0 [--no-up] [--log-level info]
  *   node dist/src/replication/node-main.js ctl   --config r0.yaml --node 0 <command> [options]
  *
- * ctl commands: up down primary [--force] secondary connect [--discard-my-data] disconnect
+ * ctl commands: up down adjust primary [--force] secondary connect [--discard-my-data] disconnect
  * invalidate invalidate-remote new-current-uuid --clear-bitmap verify pause-sync resume-sync
  * resume-io wait-connect wait-sync [--timeout MS] status [--json] proc events shutdown
  * (--peer N restricts a command to one peer).
@@ -25,7 +25,13 @@ const USAGE = `usage:
                 [--peer N] [--timeout MS] [--json]
 `;
 
-async function serve(configPath: string, nodeId: number, up: boolean, level: LogLevel, format: 'text' | 'json'): Promise<void> {
+async function serve(
+  configPath: string,
+  nodeId: number,
+  up: boolean,
+  level: LogLevel,
+  format: 'text' | 'json',
+): Promise<void> {
   const cfg = loadResourceConfig(configPath);
   const log = createLogger({ level, format, name: 'lunar-repl' });
   const r = new Resource({ config: cfg, nodeId, logger: log });
@@ -39,15 +45,26 @@ async function serve(configPath: string, nodeId: number, up: boolean, level: Log
     server.close();
     process.exit(code);
   };
-  const server = await startControlServer(r, ctlPath, { onShutdown: () => void stop(0) });
+  const server = await startControlServer(r, ctlPath, {
+    onShutdown: () => void stop(0),
+    reloadConfig: () => loadResourceConfig(configPath),
+  });
   process.on('SIGTERM', () => void stop(0));
   process.on('SIGINT', () => void stop(0));
   if (up) await r.up();
-  log.info({ resource: cfg.name, node: nodeId, control: ctlPath, address: r.me.address }, 'replication node ready');
+  log.info(
+    { resource: cfg.name, node: nodeId, control: ctlPath, address: r.me.address },
+    'replication node ready',
+  );
   process.stdout.write(`READY ${ctlPath}\n`);
 }
 
-async function ctl(configPath: string, nodeId: number, argv: string[], v: Record<string, unknown>): Promise<number> {
+async function ctl(
+  configPath: string,
+  nodeId: number,
+  argv: string[],
+  v: Record<string, unknown>,
+): Promise<number> {
   const cfg = loadResourceConfig(configPath);
   const node = cfg.nodes.find((n) => n.id === nodeId);
   if (node === undefined) throw new Error(`node ${nodeId} is not in ${configPath}`);
@@ -93,7 +110,12 @@ async function main(): Promise<number> {
     },
   });
   const mode = positionals[0];
-  if (values.help === true || mode === undefined || values.config === undefined || values.node === undefined) {
+  if (
+    values.help === true ||
+    mode === undefined ||
+    values.config === undefined ||
+    values.node === undefined
+  ) {
     process.stderr.write(USAGE);
     return values.help === true ? 0 : 2;
   }

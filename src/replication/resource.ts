@@ -16,10 +16,18 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { openBackstore } from '../backstore/index.js';
 import { type Backstore, BackstoreError, BackstoreErrorCode } from '../backstore/types.js';
 import { type Logger, silentLogger } from '../util/log.js';
-import { DataFlags, type Frame, PACKET_NAMES, type ParamsMsg, PacketType, type PacketInit, type WireError } from '../wire/codec.js';
+import {
+  DataFlags,
+  type Frame,
+  PACKET_NAMES,
+  type ParamsMsg,
+  PacketType,
+  type PacketInit,
+  type WireError,
+} from '../wire/codec.js';
 import { handshake, WireConnection } from '../wire/connection.js';
 import { ActivityLog } from './activity-log.js';
-import { Bitmap } from './bitmap.js';
+import type { Bitmap } from './bitmap.js';
 import { metaPath, type NodeConfig, type ResourceConfig } from './config.js';
 import { blockDigests, diffMask, digestLength, maskBit } from './digest.js';
 import { IntervalLock } from './interval-lock.js';
@@ -43,7 +51,12 @@ import { decideSync, newUuid, parseUuid, UUID_JUST_CREATED, type UuidSet, uuidHe
 /** PARAMS.flags: why the params were sent. */
 const ParamsKind = { HELLO: 0, REQ: 1, REPLY: 2, INFO: 3 } as const;
 /** SYNC_START.value. */
-const SyncStartKind = { SENDER_SOURCE_FULL: 1, SENDER_TARGET_FULL: 2, SKIP: 3, SENDER_SOURCE_BITMAP: 4 } as const;
+const SyncStartKind = {
+  SENDER_SOURCE_FULL: 1,
+  SENDER_TARGET_FULL: 2,
+  SKIP: 3,
+  SENDER_SOURCE_BITMAP: 4,
+} as const;
 const BITMAP_CHUNK = 1024 * 1024;
 const RESYNC_WINDOW = 8;
 
@@ -83,7 +96,8 @@ function randomUuid(): bigint {
 }
 
 export class Resource extends EventEmitter<ResourceEvents> {
-  readonly cfg: ResourceConfig;
+  /** Replaced by adjust() (options only; the node list and size are fixed while running). */
+  cfg: ResourceConfig;
   readonly me: NodeConfig;
   readonly peers = new Map<number, Peer>();
   readonly log: Logger;
@@ -111,7 +125,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
     super();
     this.cfg = o.config;
     const me = o.config.nodes.find((n) => n.id === o.nodeId);
-    if (me === undefined) throw new ReplicationError(`node id ${o.nodeId} is not part of resource ${o.config.name}`);
+    if (me === undefined)
+      throw new ReplicationError(`node id ${o.nodeId} is not part of resource ${o.config.name}`);
     this.me = me;
     this.log = (o.logger ?? silentLogger).child({ res: o.config.name, node: o.nodeId });
     for (const n of o.config.nodes) if (n.id !== me.id) this.peers.set(n.id, new Peer(n));
@@ -154,7 +169,9 @@ export class Resource extends EventEmitter<ResourceEvents> {
       const backing = await this.#openBacking(this.me, this.cfg);
       if (backing.blockCount * backing.blockSize < this.cfg.sizeBytes) {
         await backing.close();
-        throw new ReplicationError(`backing store ${backing.description} is smaller than ${this.cfg.sizeBytes} bytes`);
+        throw new ReplicationError(
+          `backing store ${backing.description} is smaller than ${this.cfg.sizeBytes} bytes`,
+        );
       }
       let md: Metadata;
       try {
@@ -169,15 +186,22 @@ export class Resource extends EventEmitter<ResourceEvents> {
       }
       this.backing = backing;
       this.md = md;
-      this.al = new ActivityLog(Math.min(this.cfg.disk.alExtents, 1020), {
-        transaction: async (active) => {
-          await md.flushBitmaps();
-          await md.writeAl(active);
+      this.al = new ActivityLog(
+        Math.min(this.cfg.disk.alExtents, 1020),
+        {
+          transaction: async (active) => {
+            await md.flushBitmaps();
+            await md.writeAl(active);
+          },
         },
-      }, md.alExtents);
+        md.alExtents,
+      );
       this.disk = md.sb.disk;
       if (md.recoveredFromCrash) {
-        this.log.warn({ al: md.alExtents.length }, 'unclean shutdown: activity log extents marked out of sync');
+        this.log.warn(
+          { al: md.alExtents.length },
+          'unclean shutdown: activity log extents marked out of sync',
+        );
       }
     }
     this.isUp = true;
@@ -214,6 +238,53 @@ export class Resource extends EventEmitter<ResourceEvents> {
   }
 
   // ---------------------------------------------------------------- admin verbs
+
+  /**
+   * drbdadm adjust: applies a changed resource file (net/disk/quorum/fencing options), brings the
+   * resource up if it is down and reconnects peers that are StandAlone (except after a split
+   * brain, which needs an explicit connect). Node list, addresses, disks and size must not change.
+   */
+  async adjust(next: ResourceConfig): Promise<string[]> {
+    const cur = this.cfg;
+    const key = (c: ResourceConfig): string =>
+      JSON.stringify([
+        c.name,
+        c.cluster,
+        c.sizeBytes,
+        c.blockSize,
+        c.nodes.map((n) => [n.id, n.address, n.disk, n.metaDisk]),
+      ]);
+    if (key(cur) !== key(next)) {
+      throw new ReplicationError(
+        'adjust: name, cluster, size, block size or the node list changed; run down and up',
+      );
+    }
+    const changes: string[] = [];
+    for (const k of ['net', 'disk'] as const) {
+      for (const [f, v] of Object.entries(next[k])) {
+        if ((cur[k] as unknown as Record<string, unknown>)[f] !== v) changes.push(`${k}.${f}=${String(v)}`);
+      }
+    }
+    for (const k of ['quorum', 'onNoQuorum', 'fencing', 'fencePeer', 'secret'] as const) {
+      if (cur[k] !== next[k]) changes.push(k === 'secret' ? 'secret' : `${k}=${String(next[k])}`);
+    }
+    this.cfg = next;
+    if (!this.isUp) {
+      await this.up();
+      changes.push('up');
+    } else {
+      for (const p of this.peers.values()) if (p.conn !== null) this.#startPing(p);
+      for (const p of this.peers.values()) {
+        if (!p.want && !p.lastError.startsWith('split brain')) {
+          this.#wantConnect(p, true);
+          changes.push(`connect ${p.cfg.name}`);
+        }
+      }
+      this.#quorumCheck();
+    }
+    this.#changed();
+    return changes;
+  }
 
   async primary(force = false): Promise<void> {
     this.#mustBeUp();
@@ -286,7 +357,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
   /** This node's data is discarded: full resync from the (single) connected UpToDate peer. */
   invalidate(peer?: number): void {
     this.#mustBeUp();
-    if (this.role === 'Primary') throw new ReplicationError('invalidate: refusing on a Primary (demote first)');
+    if (this.role === 'Primary')
+      throw new ReplicationError('invalidate: refusing on a Primary (demote first)');
     const src = this.#selectPeers(peer).find((p) => p.established && p.disk === 'UpToDate');
     if (src === undefined) throw new ReplicationError('invalidate: no connected UpToDate peer to sync from');
     if (src.sync !== null) throw new ReplicationError('invalidate: a resync is already running');
@@ -327,7 +399,11 @@ export class Resource extends EventEmitter<ResourceEvents> {
     await md.writeSuperblock();
     await md.flushBitmaps();
     for (const p of peers) {
-      p.conn?.send({ type: PacketType.SYNC_START, value: SyncStartKind.SKIP, params: this.#params(p, ParamsKind.INFO) });
+      p.conn?.send({
+        type: PacketType.SYNC_START,
+        value: SyncStartKind.SKIP,
+        params: this.#params(p, ParamsKind.INFO),
+      });
     }
     this.#changed();
   }
@@ -359,7 +435,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
     if (peers.length === 0) throw new ReplicationError('verify: no connected diskful peer');
     let total = 0;
     for (const p of peers) {
-      if (p.sync !== null || p.verify !== null) throw new ReplicationError('verify: a resync or verify is running');
+      if (p.sync !== null || p.verify !== null)
+        throw new ReplicationError('verify: a resync or verify is running');
       total += await this.#runVerify(p);
     }
     return total;
@@ -385,7 +462,9 @@ export class Resource extends EventEmitter<ResourceEvents> {
           (p) =>
             p.established &&
             p.sync === null &&
-            (!p.diskful || this.diskless || (p.rs === 'Established' && this.disk === 'UpToDate' && p.disk === 'UpToDate')),
+            (!p.diskful ||
+              this.diskless ||
+              (p.rs === 'Established' && this.disk === 'UpToDate' && p.disk === 'UpToDate')),
         ),
       timeoutMs,
       'wait-sync',
@@ -404,9 +483,11 @@ export class Resource extends EventEmitter<ResourceEvents> {
 
   async read(offset: number, length: number): Promise<Buffer> {
     this.#mustBeUp();
-    if (this.role !== 'Primary') throw new BackstoreError(BackstoreErrorCode.IO, `${this.name}: reads need the Primary role`);
+    if (this.role !== 'Primary')
+      throw new BackstoreError(BackstoreErrorCode.IO, `${this.name}: reads need the Primary role`);
     const b = this.#backing();
-    if (this.disk !== 'UpToDate') throw new BackstoreError(BackstoreErrorCode.IO, `${this.name}: local disk is ${this.disk}`);
+    if (this.disk !== 'UpToDate')
+      throw new BackstoreError(BackstoreErrorCode.IO, `${this.name}: local disk is ${this.disk}`);
     this.localPending++;
     try {
       const data = await b.read(offset / b.blockSize, length / b.blockSize);
@@ -445,6 +526,12 @@ export class Resource extends EventEmitter<ResourceEvents> {
       try {
         if (data === null) await b.writeSame(offset / b.blockSize, length / b.blockSize, null, { fua });
         else await b.write(offset / b.blockSize, data, { fua });
+      } catch (e) {
+        // The peers may have the new data while this disk does not: record the range as out of
+        // sync towards every peer (status shows it; the next resync makes the replicas agree).
+        await Promise.all(waits);
+        for (const p of this.peers.values()) this.#markOutOfSync(p, offset, length);
+        throw e;
       } finally {
         this.localPending--;
       }
@@ -775,6 +862,17 @@ export class Resource extends EventEmitter<ResourceEvents> {
     };
   }
 
+  /** Whether a node other than `p` (and this one) is known to be Primary. */
+  #primaryElsewhere(p: Peer): boolean {
+    for (const q of this.peers.values()) {
+      if (q === p || !q.established) continue;
+      if (q.role === 'Primary') return true;
+      const seen = (q.params?.primarySeen ?? 0) & ~(1 << this.me.id) & ~(1 << p.id);
+      if (seen !== 0) return true;
+    }
+    return false;
+  }
+
   /** Bitmask of node ids known to be Primary: this node and connected peers. */
   #primarySeen(): number {
     let m = this.role === 'Primary' ? 1 << this.me.id : 0;
@@ -794,16 +892,17 @@ export class Resource extends EventEmitter<ResourceEvents> {
   #rotateCurrent(lost: readonly number[]): void {
     const md = this.#md();
     const old = md.sb.current;
+    const oldV = parseUuid(old) & ~1n;
+    const meaningful = oldV !== UUID_JUST_CREATED && oldV !== 0n;
     let used = false;
     for (const id of lost) {
       const k = String(id);
-      if (parseUuid(md.sb.bitmapUuids[k] ?? '0') === 0n) {
+      if (meaningful && parseUuid(md.sb.bitmapUuids[k] ?? '0') === 0n) {
         md.sb.bitmapUuids[k] = old;
         used = true;
       }
     }
-    const oldV = parseUuid(old) & ~1n;
-    if (!used && oldV !== UUID_JUST_CREATED && oldV !== 0n) md.sb.history = [old, ...md.sb.history].slice(0, 2);
+    if (!used && meaningful) md.sb.history = [old, ...md.sb.history].slice(0, 2);
     md.sb.current = uuidHex(newUuid(this.role === 'Primary', randomUuid));
     this.log.info({ old, current: md.sb.current, lost }, 'new current data generation');
   }
@@ -824,11 +923,15 @@ export class Resource extends EventEmitter<ResourceEvents> {
         if (first) this.#decide(p);
         break;
       case ParamsKind.REQ:
-        if (p.sync !== null && !p.sync.deferred) break;
+        // Re-evaluate unless a resync is really running (bitmap exchange finished).
+        if (p.sync !== null && !p.sync.deferred && p.rs !== 'WFBitMapS' && p.rs !== 'WFBitMapT') break;
+        p.sync = null;
         this.#sendParams(p, ParamsKind.REPLY);
         this.#decide(p);
         break;
       case ParamsKind.REPLY:
+        if (p.sync !== null && (p.sync.deferred || p.rs === 'WFBitMapS' || p.rs === 'WFBitMapT'))
+          p.sync = null;
         this.#decide(p);
         break;
       default:
@@ -871,7 +974,11 @@ export class Resource extends EventEmitter<ResourceEvents> {
     const bm = md.bitmaps[p.id] as Bitmap;
     const d = decideSync({
       self: this.#uuidSet(p.id),
-      peer: { current: parseUuid(msg.currentUuid), bitmap: parseUuid(msg.bitmapUuid), history: msg.history.map(parseUuid) },
+      peer: {
+        current: parseUuid(msg.currentUuid),
+        bitmap: parseUuid(msg.bitmapUuid),
+        history: msg.history.map(parseUuid),
+      },
       selfCrashedPrimary: md.sb.crashedPrimary === true,
       peerCrashedPrimary: msg.crashedPrimary,
       resolveConflicts: this.me.id < p.id,
@@ -889,9 +996,15 @@ export class Resource extends EventEmitter<ResourceEvents> {
     });
     p.discardMyData = false;
     p.lastDecision = `rule ${d.rule}: ${d.action}${d.full ? ' (full)' : ''} — ${d.reason}`;
-    this.log.info({ peer: p.id, rule: d.rule, action: d.action, full: d.full, splitBrain: d.splitBrain }, d.reason);
+    this.log.info(
+      { peer: p.id, rule: d.rule, action: d.action, full: d.full, splitBrain: d.splitBrain },
+      d.reason,
+    );
     if (d.splitBrain) {
-      this.emit('event', `call helper name:${this.name} peer-node-id:${p.id} helper:split-brain action:${d.action}`);
+      this.emit(
+        'event',
+        `call helper name:${this.name} peer-node-id:${p.id} helper:split-brain action:${d.action}`,
+      );
     }
     let action = d.action;
     if (action === 'target' && this.role === 'Primary') {
@@ -906,10 +1019,25 @@ export class Resource extends EventEmitter<ResourceEvents> {
       return;
     }
     p.established = true;
+    const primaryElsewhere = this.#primaryElsewhere(p);
     if (action === 'none') {
       p.rs = 'Established';
-      // Same generation: clear the bitmap UUID; ship leftovers (verify marks, writes during the handshake).
-      const mine = this.role === 'Primary' || (p.role !== 'Primary' && this.me.id < p.id);
+      const k = String(p.id);
+      const bu = md.sb.bitmapUuids[k];
+      if (bu !== undefined && sameUuid(md.sb.current, msg.currentUuid)) {
+        // Same generation: the bitmap UUID towards this peer is history now.
+        if (parseUuid(bu) !== 0n) md.sb.history = [bu, ...md.sb.history.filter((h) => h !== bu)].slice(0, 2);
+        delete md.sb.bitmapUuids[k];
+        void md.writeSuperblock().catch(() => {});
+      }
+      // Same generation: ship leftovers (verify marks, writes during the handshake). Only the Primary
+      // does (or the lower id when no Primary exists): a Secondary resyncing a peer that also gets
+      // the Primary's writes could overwrite newer data.
+      const mine =
+        this.role === 'Primary' || (p.role !== 'Primary' && !primaryElsewhere && this.me.id < p.id);
+      if (!mine && this.role !== 'Primary' && (primaryElsewhere || p.role === 'Primary')) {
+        if (p.role !== 'Primary') bm.clearAll(); // conservative marks; the Primary keeps its own
+      }
       if (mine && (bm.count > 0 || msg.dirtyBits > 0)) {
         p.conn.send({ type: PacketType.SYNC_START, value: SyncStartKind.SENDER_SOURCE_BITMAP });
         this.#startSync(p, 'source', false);
@@ -920,7 +1048,10 @@ export class Resource extends EventEmitter<ResourceEvents> {
       this.#changed();
       return;
     }
-    if (action === 'target' && [...this.peers.values()].some((q) => q !== p && q.sync?.dir === 'target')) {
+    const otherSource = [...this.peers.values()].some(
+      (q) => q !== p && q.sync?.dir === 'target' && !q.sync.deferred,
+    );
+    if (action === 'target' && (otherSource || (primaryElsewhere && p.role !== 'Primary'))) {
       // One sync source at a time; re-evaluated when the running sync ends.
       p.rs = 'PausedSyncT';
       p.sync = this.#newSync('target', d.full);
@@ -978,7 +1109,10 @@ export class Resource extends EventEmitter<ResourceEvents> {
     const md = this.#md();
     const bm = md.bitmaps[p.id] as Bitmap;
     const part = new Uint8Array(bm.bytes.length);
-    part.set(f.payload.subarray(0, Math.max(0, Math.min(f.payload.length, bm.bytes.length - f.packet.offset))), f.packet.offset);
+    part.set(
+      f.payload.subarray(0, Math.max(0, Math.min(f.payload.length, bm.bytes.length - f.packet.offset))),
+      f.packet.offset,
+    );
     bm.or(part);
   }
 
@@ -990,7 +1124,9 @@ export class Resource extends EventEmitter<ResourceEvents> {
     s.totalBits = bm.count;
     s.deferred = false;
     this.#syncState(p);
-    void this.#md().flushBitmaps().catch(() => {});
+    void this.#md()
+      .flushBitmaps()
+      .catch(() => {});
     if (s.dir === 'source') void this.#runSyncSource(p, s);
     this.#changed();
   }
@@ -1043,7 +1179,12 @@ export class Resource extends EventEmitter<ResourceEvents> {
         if (s.stopped || p.sync !== s) return;
         const task = this.#resyncRange(p, s, bm, offset, length).catch((e: Error) => {
           this.log.warn({ peer: p.id, err: e.message }, 'resync request failed');
-          s.stopped = true;
+          // A local read error: restart through a reconnect rather than stall in SyncSource.
+          if (!s.stopped && p.sync === s) {
+            s.stopped = true;
+            p.lastError = `resync failed: ${e.message}`;
+            this.#dropPeer(p, 'NetworkFailure');
+          }
         });
         inflight.add(task);
         void task.finally(() => inflight.delete(task));
@@ -1138,7 +1279,10 @@ export class Resource extends EventEmitter<ResourceEvents> {
     p.lastSync = s;
     p.sync = null;
     p.rs = 'Established';
-    this.log.info({ peer: p.id, dataBytes: s.dataBytes, digestBytes: s.digestBytes }, 'resync finished (source)');
+    this.log.info(
+      { peer: p.id, dataBytes: s.dataBytes, digestBytes: s.digestBytes },
+      'resync finished (source)',
+    );
     this.#changed();
   }
 
@@ -1159,7 +1303,9 @@ export class Resource extends EventEmitter<ResourceEvents> {
       md.sb.disk = 'UpToDate';
     }
     md.sb.crashedPrimary = false;
-    void md.writeSuperblock().catch(() => {});
+    // The resynced data reaches stable storage before the metadata says UpToDate.
+    const b = this.backing;
+    void (b === null ? Promise.resolve() : b.flush()).then(() => md.writeSuperblock()).catch(() => {});
     void md.flushBitmaps().catch(() => {});
     s.finishedAt = Date.now();
     p.lastSync = s;
@@ -1182,10 +1328,32 @@ export class Resource extends EventEmitter<ResourceEvents> {
   // ---------------------------------------------------------------- internals: verify
 
   async #runVerify(p: Peer): Promise<number> {
+    try {
+      return await this.#verifyLoop(p);
+    } finally {
+      if (p.verify !== null) {
+        p.verify.stopped = true;
+        p.lastVerify = p.verify;
+        p.verify = null;
+        p.conn?.send({ type: PacketType.OV_DONE, value: p.lastVerify.oosBlocks });
+        if (p.rs === 'VerifyS') p.rs = p.conn === null ? 'Off' : 'Established';
+        this.#changed();
+      }
+    }
+  }
+
+  async #verifyLoop(p: Peer): Promise<number> {
     const b = this.#backing();
     const md = this.#md();
     const bm = md.bitmaps[p.id] as Bitmap;
-    const v = { dir: 'source' as const, startedAt: Date.now(), totalBytes: this.cfg.sizeBytes, doneBytes: 0, oosBlocks: 0, stopped: false };
+    const v = {
+      dir: 'source' as const,
+      startedAt: Date.now(),
+      totalBytes: this.cfg.sizeBytes,
+      doneBytes: 0,
+      oosBlocks: 0,
+      stopped: false,
+    };
     p.verify = v;
     p.rs = 'VerifyS';
     p.conn?.send({ type: PacketType.OV_REQUEST, value: 1 });
@@ -1240,7 +1408,12 @@ export class Resource extends EventEmitter<ResourceEvents> {
   // ---------------------------------------------------------------- internals: packets
 
   /** Sends a request and registers its single-reply completion. */
-  #request(p: Peer, init: Omit<PacketInit, 'id'>, payload: Uint8Array | undefined, settle: (pl: Buffer | null, v: number) => void): void {
+  #request(
+    p: Peer,
+    init: Omit<PacketInit, 'id'>,
+    payload: Uint8Array | undefined,
+    settle: (pl: Buffer | null, v: number) => void,
+  ): void {
     if (p.conn === null) {
       settle(null, 0);
       return;
@@ -1286,18 +1459,23 @@ export class Resource extends EventEmitter<ResourceEvents> {
       };
       p.pending.set(id, req);
       p.sentBytes += length;
-      const ok = conn.send({ type: PacketType.DATA, id, seq, offset, length, flags }, data ?? undefined);
-      if (proto === 'A') {
-        if (ok) resolve();
-        else void conn.drain().then(resolve);
-      }
+      // Protocol A completes once the data is in the local TCP send buffer (handed to the kernel):
+      // the caller may reuse its buffer from then on.
+      conn.send(
+        { type: PacketType.DATA, id, seq, offset, length, flags },
+        data ?? undefined,
+        proto === 'A' ? () => resolve() : undefined,
+      );
     });
   }
 
   #onFrame(p: Peer, conn: WireConnection, f: Frame): void {
     const pk = f.packet;
     if (pk.type !== PacketType.DATA && pk.type !== PacketType.RS_DATA && this.log.isLevelEnabled('trace')) {
-      this.log.trace({ peer: p.id, type: PACKET_NAMES[pk.type], id: pk.id, value: pk.value, flags: pk.params?.flags }, 'packet');
+      this.log.trace(
+        { peer: p.id, type: PACKET_NAMES[pk.type], id: pk.id, value: pk.value, flags: pk.params?.flags },
+        'packet',
+      );
     }
     switch (pk.type) {
       case PacketType.PARAMS:
@@ -1370,7 +1548,10 @@ export class Resource extends EventEmitter<ResourceEvents> {
         return;
       case PacketType.OV_DONE:
         if (p.rs === 'VerifyT') p.rs = 'Established';
-        this.emit('event', `call helper name:${this.name} peer-node-id:${p.id} helper:out-of-sync verify-done oos-blocks:${pk.value}`);
+        this.emit(
+          'event',
+          `call helper name:${this.name} peer-node-id:${p.id} helper:out-of-sync verify-done oos-blocks:${pk.value}`,
+        );
         this.#changed();
         return;
       case PacketType.DISCONNECT:
@@ -1615,7 +1796,10 @@ export class Resource extends EventEmitter<ResourceEvents> {
     child.on('close', (code) => {
       // DRBD's fence-peer exit codes: 3 peer Inconsistent, 4 peer outdated, 5 unreachable, 7 stonithed.
       const c = code ?? -1;
-      this.emit('event', `response helper name:${this.name} peer-node-id:${p.id} helper:fence-peer status:${c}`);
+      this.emit(
+        'event',
+        `response helper name:${this.name} peer-node-id:${p.id} helper:fence-peer status:${c}`,
+      );
       const ok = c === 3 || c === 4 || c === 7 || (c === 5 && !stonith);
       if (ok && this.md !== null) {
         if (!this.md.sb.outdatedPeers.includes(p.id)) this.md.sb.outdatedPeers.push(p.id);
@@ -1636,8 +1820,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
         this.#dropPeer(p, 'Timeout');
       }
     }
-    if (this.md !== null && this.md.bitmaps.some((b) => b.dirtyPages.length > 0)) {
-      void this.md.flushBitmaps().catch(() => {});
+    if (this.md?.bitmaps.some((b) => b.dirtyPages.length > 0)) {
+      void this.md?.flushBitmaps().catch(() => {});
     }
     this.#changed();
   }
@@ -1652,7 +1836,10 @@ export class Resource extends EventEmitter<ResourceEvents> {
       'resource',
       `resource name:${this.name} role:${this.role} suspended:${this.suspendedBy.size === 0 ? 'no' : [...this.suspendedBy].join(',')}`,
     );
-    m.set('device', `device name:${this.name} volume:0 disk:${this.isUp ? this.disk : 'Diskless'} quorum:${yn(this.#hasQuorum())}`);
+    m.set(
+      'device',
+      `device name:${this.name} volume:0 disk:${this.isUp ? this.disk : 'Diskless'} quorum:${yn(this.#hasQuorum())}`,
+    );
     for (const p of this.peers.values()) {
       m.set(
         `connection:${p.id}`,

@@ -116,6 +116,9 @@ export function promoteRefusal(p: PromoteInput): string | null {
   if (p.disk === 'Diskless') return 'no local disk (diskless node)';
   if (p.syncTarget && !p.force) return 'local disk is a SyncTarget (Inconsistent); wait for the resync';
   if (p.disk === 'UpToDate') return null;
+  if (p.force && p.peerUpToDate) {
+    return `local disk is ${p.disk} and a connected peer is UpToDate: resync from it (invalidate) instead of forcing`;
+  }
   if (p.force) return p.disk === 'Failed' ? 'local disk failed' : null;
   if (p.disk === 'Consistent' && !p.peerUpToDate) return null;
   return `local disk is ${p.disk}; use primary --force to overwrite the peers' data`;

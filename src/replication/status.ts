@@ -179,7 +179,8 @@ export function procText(r: Resource, now = Date.now()): string {
     const ds = `${st.disk}/${p?.peerDisk ?? 'DUnknown'}`;
     const susp = st.suspended.length > 0 ? 's' : 'r';
     const paused = p?.sync?.paused === true ? 'u' : '-';
-    lines.push(`${p === null ? 0 : p.nodeId}: cs:${cs} ro:${ro} ds:${ds} ${st.protocol} ${susp}--${paused}--`);
+    const who = st.peers.length > 1 && p !== null ? ` peer:${p.name}` : '';
+    lines.push(`0: cs:${cs} ro:${ro} ds:${ds} ${st.protocol} ${susp}--${paused}--${who}`);
     lines.push(
       `    ns:${p?.sentKiB ?? 0} nr:${p?.receivedKiB ?? 0} dw:${st.stats.writtenKiB} dr:${st.stats.readKiB} ` +
         `al:${st.stats.alWrites} bm:${st.stats.bmWrites} lo:${st.stats.lowerPending} pe:${p?.pending ?? 0} ` +
@@ -194,7 +195,9 @@ export function procText(r: Resource, now = Date.now()): string {
       lines.push(`\tfinish: ${hms(s.etaSec)} speed: ${s.speedKiBps} (${Math.round(done * 1024)}) K/sec`);
     }
     if (p?.verify != null) {
-      lines.push(`\t${progressBar(p.verify.percent)} verified: ${p.verify.percent.toFixed(1)}% oos:${p.verify.oosKiB}`);
+      lines.push(
+        `\t${progressBar(p.verify.percent)} verified: ${p.verify.percent.toFixed(1)}% oos:${p.verify.oosKiB}`,
+      );
     }
   }
   return `${lines.join('\n')}\n`;
@@ -215,6 +218,9 @@ export function statusText(st: ResourceStatus): string {
     }
     if (p.verify !== null) l += ` verify:${p.verify.percent.toFixed(1)}% oos:${p.verify.oosKiB}K`;
     out.push(l);
+    if (p.sync !== null) out.push(`    ${progressBar(p.sync.percent)} ${p.sync.percent.toFixed(1)}%`);
+    if (p.verify !== null)
+      out.push(`    ${progressBar(p.verify.percent)} verify ${p.verify.percent.toFixed(1)}%`);
     if (p.lastError !== '' && p.connection !== 'Connected') out.push(`    last-error: ${p.lastError}`);
   }
   return `${out.join('\n')}\n`;

@@ -208,14 +208,26 @@ export function decideSync(i: DecideInput): SyncDecision {
       peerWasPrimary: (i.peer.bitmap & 1n) === 1n,
       resolveConflicts: i.resolveConflicts,
     });
-    if (hg === 1) return mk('source', false, true, 'split brain, automatically resolved: peer discards its changes');
-    if (hg === -1) return mk('target', false, true, 'split brain, automatically resolved: this node discards its changes');
+    if (hg === 1)
+      return mk('source', false, true, 'split brain, automatically resolved: peer discards its changes');
+    if (hg === -1)
+      return mk('target', false, true, 'split brain, automatically resolved: this node discards its changes');
   }
   if (i.selfDiscardMyData && !i.peerDiscardMyData) {
-    return mk('target', full, true, 'split brain, manually resolved: this node discards its data (--discard-my-data)');
+    return mk(
+      'target',
+      full,
+      true,
+      'split brain, manually resolved: this node discards its data (--discard-my-data)',
+    );
   }
   if (!i.selfDiscardMyData && i.peerDiscardMyData) {
-    return mk('source', full, true, 'split brain, manually resolved: peer discards its data (--discard-my-data)');
+    return mk(
+      'source',
+      full,
+      true,
+      'split brain, manually resolved: peer discards its data (--discard-my-data)',
+    );
   }
   return mk(
     'disconnect',

@@ -3,6 +3,7 @@
  * backstore error mapping).
  */
 import { BackstoreError } from '../backstore/types.js';
+import type { AluaView } from './alua.js';
 import type { LogicalUnit } from './lu.js';
 import type { PrAccess } from './pr.js';
 import type { LbaRange } from './scheduler.js';
@@ -19,6 +20,13 @@ export interface TargetView {
   luns(): readonly number[];
   /** Every I_T nexus the target knows (for unit attentions to "other" nexuses). */
   nexusKeys(): readonly string[];
+  readonly alua: AluaView;
+  /** The I_T nexuses themselves. */
+  nexuses(): readonly Nexus[];
+  /** Portal group tag of a relative target port identifier (undefined: no such port). */
+  portalGroupOf(relativeTargetPortId: number): number | undefined;
+  /** PREEMPT AND ABORT: the transport aborts these nexuses' tasks on `lun` (no response, TAS 0). */
+  abortNexusTasks(nexusKeys: readonly string[], lun: number): void;
   /** Descriptors supported by `lu`, in (opcode, service action) order. */
   supported(lu: LogicalUnit): readonly CommandDescriptor[];
   /** The descriptor for an opcode (+ service action), supported or not by a given LU. */
@@ -45,6 +53,8 @@ export interface Deferred {
   /** LBA range(s) it reads or writes: ordered against overlapping tasks (see scheduler.ts). */
   readonly range?: LbaRange | readonly LbaRange[];
   run(): Promise<ScsiResult>;
+  /** Called once when the task ends, whether `run` ran or not (aborted while queued). */
+  release?(): void;
 }
 
 export type Outcome = ScsiResult | Deferred;

@@ -4,6 +4,9 @@
  */
 import type { Backstore } from '../backstore/types.js';
 import { PersistentReservations } from './pr.js';
+import type { AtomicJournal } from './atomic.js';
+import type { PrStore } from './pr-store.js';
+import type { CopyResult } from './xcopy.js';
 import { TaskScheduler } from './scheduler.js';
 import { Asc } from './sense.js';
 
@@ -22,6 +25,12 @@ export interface LogicalUnitConfig {
   readonly removable?: boolean;
   /** WCE default (write-back cache enabled); default true. */
   readonly writeCache?: boolean;
+  /** Write-ahead journal making WRITE ATOMIC(16) power-loss atomic on a persistent backstore. */
+  readonly atomicJournal?: AtomicJournal;
+  /** Physical block size reported (READ CAPACITY 16 LBPPB exponent, VPD B0h granularities); default blockSize. */
+  readonly physicalBlockSize?: number;
+  /** SANITIZE OVERWRITE throttle in bytes per second (default 8 MiB/s; 0 = unthrottled). */
+  readonly sanitizeRate?: number;
 }
 
 /** Mode parameters the core keeps (current values; one set per LU, shared by all nexuses). */
@@ -55,11 +64,28 @@ export class LogicalUnit {
   reservedBy: string | undefined;
   /** Persistent reservations (registrations survive nexus loss and resets). */
   readonly pr = new PersistentReservations();
+  /** Where APTPL state goes (undefined: APTPL still accepted, kept in memory only). */
+  readonly prStore: PrStore | undefined;
+  /** A sanitize operation is running (settles true on success). */
+  sanitizing: Promise<boolean> | undefined;
+  /** EXTENDED COPY results held for RECEIVE COPY RESULTS, by `${nexus key}#${list id}`. */
+  readonly copyResults = new Map<string, CopyResult>();
+  /** Serialises journaled atomic writes. */
+  atomicChain: Promise<void> = Promise.resolve();
+  /** Sanitize failure mode (after a failed sanitize); `ause` as the failed SANITIZE had it. */
+  sanitizeFailure: { readonly ause: boolean } | undefined;
+  /** Progress of the running sanitize, 0–65535 (sense key specific progress indication). */
+  sanitizeProgress = 0;
+  /** The target accepts SET TARGET PORT GROUPS (explicit ALUA). */
+  aluaExplicit = false;
   /** Pending unit attentions per I_T nexus key, oldest first. */
   readonly #ua = new Map<string, number[]>();
 
-  constructor(config: LogicalUnitConfig) {
+  constructor(config: LogicalUnitConfig, prStore?: PrStore) {
     this.config = config;
+    this.prStore = prStore;
+    const saved = prStore?.load(config.id);
+    if (saved?.aptpl) this.pr.restore(saved);
     this.backstore = config.backstore;
     this.lun = config.lun;
     this.defaults = { wce: config.writeCache ?? true, dSense: false, swp: false };
@@ -71,6 +97,11 @@ export class LogicalUnit {
   }
   get blockCount(): number {
     return this.backstore.blockCount;
+  }
+  /** log2(physical block size / logical block size). */
+  get lbppbExponent(): number {
+    const p = this.config.physicalBlockSize ?? this.blockSize;
+    return p > this.blockSize ? Math.round(Math.log2(p / this.blockSize)) : 0;
   }
   get thin(): boolean {
     return this.backstore.capabilities.thin;

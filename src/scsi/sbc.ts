@@ -195,7 +195,7 @@ export function readCapacity16(ctx: CommandContext): Outcome {
   b.writeBigUInt64BE(BigInt(Math.max(0, lu.blockCount - 1)), 0);
   b.writeUInt32BE(lu.blockSize, 8);
   b[12] = 0x00; // no protection
-  b[13] = 0x00; // one logical block per physical block
+  b[13] = lu.lbppbExponent & 0x0f; // logical blocks per physical block exponent
   if (lu.thin) b[14] = 0x80 | 0x40; // LBPME, LBPRZ
   return dataIn(b, alloc);
 }
@@ -295,7 +295,7 @@ export function unmapCmd(ctx: CommandContext): Outcome {
 }
 
 /** Longest run GET LBA STATUS describes in one descriptor, and the most blocks it scans. */
-const LBA_STATUS_SCAN_LIMIT = 4096;
+const LBA_STATUS_SCAN_LIMIT = 1 << 21;
 
 export function getLbaStatus(ctx: CommandContext): Outcome {
   const { lu, cdb } = ctx;

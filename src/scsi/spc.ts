@@ -13,6 +13,8 @@ import {
   type Outcome,
 } from './command.js';
 import type { LogicalUnit } from './lu.js';
+import { atomicSupported, maxAtomicBlocks } from './atomic.js';
+import { thirdPartyCopyPage } from './xcopy.js';
 import { Asc, buildSense, check, invalidField, SenseKey } from './sense.js';
 import { ScsiStatus } from './types.js';
 
@@ -34,14 +36,15 @@ const ascii = (s: string, len: number): Buffer => {
 
 const PQ_NOT_CONNECTED = 0x7f; // peripheral qualifier 3, device type 0x1f
 
-function standardInquiry(lu: LogicalUnit | undefined): Buffer {
+function standardInquiry(lu: LogicalUnit | undefined, explicitAlua = false): Buffer {
   const b = Buffer.alloc(96);
   b[0] = lu ? 0x00 : PQ_NOT_CONNECTED; // direct access block device
   b[1] = lu?.removable ? 0x80 : 0x00;
   b[2] = 0x06; // SPC-4
   b[3] = 0x12; // HISUP, response data format 2
   b[4] = b.length - 5;
-  b[5] = 0x00; // TPGS 0, 3PC 0, PROTECT 0
+  // TPGS: implicit ALUA always (01b), explicit too when SET TARGET PORT GROUPS is on (11b); 3PC
+  b[5] = lu ? (explicitAlua ? 0x30 : 0x10) | 0x08 : 0x00;
   b[6] = 0x00;
   b[7] = 0x02; // CMDQUE
   ascii(lu?.vendor ?? 'LUNAR', 8).copy(b, 8);
@@ -103,26 +106,35 @@ function deviceIdentification(ctx: BaseContext, lu: LogicalUnit): Buffer {
 }
 
 function blockLimits(lu: LogicalUnit, supportsCaw: boolean): Buffer {
+  const atomic = atomicSupported(lu);
   const b = Buffer.alloc(0x3c);
   // offsets below are page offsets minus the 4-byte header
   b[0] = 0x00; // WSNZ 0: WRITE SAME with 0 blocks writes to the end of the medium
   b[1] = supportsCaw ? MAX_COMPARE_AND_WRITE_BLOCKS : 0;
-  b.writeUInt16BE(1, 2); // optimal transfer length granularity
+  b.writeUInt16BE(1 << lu.lbppbExponent, 2); // optimal transfer length granularity
   b.writeUInt32BE(maxTransferBlocks(lu), 4);
   b.writeUInt32BE(0, 8); // optimal transfer length: not reported
   b.writeUInt32BE(maxTransferBlocks(lu), 12); // maximum prefetch length
   if (lu.thin) {
     b.writeUInt32BE(MAX_UNMAP_LBA_COUNT, 16);
     b.writeUInt32BE(MAX_UNMAP_DESCRIPTORS, 20);
-    b.writeUInt32BE(1, 24); // optimal unmap granularity
+    b.writeUInt32BE(1 << lu.lbppbExponent, 24); // optimal unmap granularity
   }
   b.writeBigUInt64BE(0n, 32); // maximum write same length: not reported
+  if (atomic) {
+    b.writeUInt32BE(Math.min(maxAtomicBlocks(lu), maxTransferBlocks(lu)), 40); // maximum atomic transfer length
+    b.writeUInt32BE(1, 44); // atomic alignment
+    b.writeUInt32BE(1, 48); // atomic transfer length granularity
+    // maximum atomic transfer length with atomic boundary, maximum atomic boundary size: 0
+  }
   return vpd(0xb0, b);
 }
 
-function blockCharacteristics(): Buffer {
+function blockCharacteristics(lu: LogicalUnit): Buffer {
   const b = Buffer.alloc(0x3c);
   b.writeUInt16BE(0x0001, 0); // non-rotating medium
+  // WABEREQ 01b: after a BLOCK ERASE sanitize, reads succeed (deallocated blocks read zeros)
+  if (lu.thin) b[3] = 0x40;
   return vpd(0xb1, b);
 }
 
@@ -142,7 +154,7 @@ export function inquiry(ctx: BaseContext, lu: LogicalUnit | undefined): Outcome 
   const alloc = cdb.readUInt16BE(3);
   if (!evpd) {
     if (page !== 0) throw invalidField(2);
-    return dataIn(standardInquiry(lu), alloc);
+    return dataIn(standardInquiry(lu, ctx.target.alua.explicit), alloc);
   }
   if (!lu) throw check(SenseKey.ILLEGAL_REQUEST, Asc.LOGICAL_UNIT_NOT_SUPPORTED);
   const supportsCaw = ctx.target.supported(lu).some((d) => d.opcode === 0x89);
@@ -151,8 +163,9 @@ export function inquiry(ctx: BaseContext, lu: LogicalUnit | undefined): Outcome 
     128: () => vpd(0x80, Buffer.from(lu.serial, 'ascii')),
     131: () => deviceIdentification(ctx, lu),
     176: () => blockLimits(lu, supportsCaw),
-    177: () => blockCharacteristics(),
+    177: () => blockCharacteristics(lu),
     178: () => logicalBlockProvisioning(lu),
+    143: () => vpd(0x8f, thirdPartyCopyPage(lu)),
   };
   const build = pages[page];
   if (!build) throw invalidField(2);
@@ -196,8 +209,11 @@ export function requestSense(ctx: BaseContext, lu: LogicalUnit | undefined): Out
     key = SenseKey.ILLEGAL_REQUEST;
     code = Asc.LOGICAL_UNIT_NOT_SUPPORTED;
   } else {
-    const ua = lu.takeUa(ctx.nexus.key);
-    if (ua !== undefined) {
+    const ua = lu.sanitizing ? undefined : lu.takeUa(ctx.nexus.key);
+    if (lu.sanitizing) {
+      key = SenseKey.NOT_READY;
+      code = Asc.LOGICAL_UNIT_NOT_READY_SANITIZE_IN_PROGRESS;
+    } else if (ua !== undefined) {
       key = SenseKey.UNIT_ATTENTION;
       code = ua;
     } else if (!lu.loaded) {

@@ -15,10 +15,25 @@ import {
   type Outcome,
   type TargetView,
 } from './command.js';
+import {
+  type AluaConfig,
+  AluaState,
+  type AluaView,
+  aluaCheck,
+  STATUS_EXPLICIT,
+  STATUS_IMPLICIT,
+  type TargetPort,
+  toAluaState,
+} from './alua.js';
 import { LogicalUnit, type LogicalUnitConfig, LU_ID_RE } from './lu.js';
 import { COMMANDS, SERVICE_ACTION_OPCODES } from './opcodes.js';
+import { allowedWhileSanitizing, sanitizeFailed, sanitizeInProgress } from './sanitize.js';
+
+const SANITIZE_OPCODE = 0x48;
 import { Asc, buildSense, CheckCondition, check, illegal, invalidField, SenseKey } from './sense.js';
+import type { PrStore } from './pr-store.js';
 import {
+  type AbortTasksListener,
   type Nexus,
   type ScsiCommand,
   type ScsiResult,
@@ -32,6 +47,11 @@ export interface ScsiTargetConfig {
   /** Target name (iSCSI target node name). */
   readonly name: string;
   readonly luns: readonly LogicalUnitConfig[];
+  /** Where APTPL persistent reservations are saved (see pr-store.ts). */
+  readonly prStore?: PrStore;
+  /** The target ports (for REPORT TARGET PORT GROUPS and REGISTER AND MOVE); nexuses add theirs. */
+  readonly ports?: readonly TargetPort[];
+  readonly alua?: AluaConfig;
 }
 
 /** {@link ScsiTarget} plus what the admin side needs. */
@@ -45,6 +65,16 @@ export interface LunarScsiTarget extends ScsiTarget {
   removeLun(lun: number): LogicalUnitConfig | undefined;
   /** State of one LU (mode values, reservation, medium) for status output and tests. */
   logicalUnit(lun: number): LogicalUnit | undefined;
+  /** ALUA state of a target port group (portal group tag). */
+  aluaState(tpgt: number): AluaState;
+  /**
+   * Admin-side ALUA change (implicit transition): ASYMMETRIC ACCESS STATE CHANGED for every nexus.
+   * Unknown groups are added.
+   */
+  setAluaState(tpgt: number, state: AluaState): void;
+  /** The target ports known (configured plus seen in logins). */
+  ports(): readonly TargetPort[];
+  onAbortTasks(listener: AbortTasksListener): () => void;
 }
 
 /** Highest LUN we can encode (flat space addressing). */
@@ -95,13 +125,105 @@ class Target implements LunarScsiTarget, TargetView {
   readonly name: string;
   readonly #luns = new Map<number, LogicalUnit>();
   readonly #nexuses = new Map<string, Nexus>();
+  readonly #prStore: PrStore | undefined;
+  /** relative target port id → portal group tag */
+  readonly #ports = new Map<number, number>();
+  readonly #aluaStates = new Map<number, AluaState>();
+  readonly #aluaStatus = new Map<number, number>();
+  readonly #abortListeners = new Set<AbortTasksListener>();
+  readonly alua: AluaView;
 
   constructor(config: ScsiTargetConfig) {
     this.name = config.name;
+    this.#prStore = config.prStore;
+    for (const p of config.ports ?? []) this.#ports.set(p.relativeTargetPortId, p.portalGroupTag);
+    for (const [g, st] of Object.entries(config.alua?.groups ?? {})) {
+      const id = Number(g);
+      if (!Number.isInteger(id) || id < 1 || id > 0xffff) throw new RangeError(`ALUA group ${g}: not a portal group tag`);
+      this.#aluaStates.set(id, toAluaState(st));
+    }
+    const explicit = config.alua?.explicit === true;
+    const transitionTimeSec = config.alua?.transitionTimeSec ?? 10;
+    const self = this;
+    this.alua = {
+      explicit,
+      transitionTimeSec,
+      state: (tpgt) => self.aluaState(tpgt),
+      groups: () => self.#groups(),
+      statusCode: (tpgt) => self.#aluaStatus.get(tpgt) ?? 0,
+      setStates: (changes, by) => self.#setStates(changes, by.explicit, by.nexusKey),
+    };
     for (const c of config.luns) {
       validateConfig(c);
       if (this.#luns.has(c.lun)) throw new RangeError(`duplicate LUN ${c.lun}`);
-      this.#luns.set(c.lun, new LogicalUnit(c));
+      const lu = new LogicalUnit(c, this.#prStore);
+      lu.aluaExplicit = explicit;
+      this.#luns.set(c.lun, lu);
+    }
+  }
+
+  // -- ALUA / ports -----------------------------------------------------------------------------
+
+  aluaState(tpgt: number): AluaState {
+    return this.#aluaStates.get(tpgt) ?? AluaState.ACTIVE_OPTIMIZED;
+  }
+
+  setAluaState(tpgt: number, state: AluaState): void {
+    this.#setStates(new Map([[tpgt, toAluaState(state)]]), false, undefined);
+  }
+
+  ports(): readonly TargetPort[] {
+    return [...this.#ports]
+      .map(([relativeTargetPortId, portalGroupTag]) => ({ relativeTargetPortId, portalGroupTag }))
+      .sort((a, b) => a.relativeTargetPortId - b.relativeTargetPortId);
+  }
+
+  portalGroupOf(relativeTargetPortId: number): number | undefined {
+    return this.#ports.get(relativeTargetPortId);
+  }
+
+  #groups(): { id: number; ports: number[] }[] {
+    const groups = new Map<number, number[]>();
+    for (const id of this.#aluaStates.keys()) groups.set(id, []);
+    for (const [rtpi, tpgt] of this.#ports) {
+      let g = groups.get(tpgt);
+      if (!g) {
+        g = [];
+        groups.set(tpgt, g);
+      }
+      g.push(rtpi);
+    }
+    return [...groups]
+      .map(([id, ports]) => ({ id, ports: ports.sort((a, b) => a - b) }))
+      .sort((a, b) => a.id - b.id);
+  }
+
+  #setStates(changes: ReadonlyMap<number, AluaState>, explicit: boolean, by: string | undefined): void {
+    let changed = false;
+    for (const [id, st] of changes) {
+      if (this.aluaState(id) !== st || !this.#aluaStates.has(id)) changed = true;
+      this.#aluaStates.set(id, st);
+      this.#aluaStatus.set(id, explicit ? STATUS_EXPLICIT : STATUS_IMPLICIT);
+    }
+    if (!changed) return;
+    for (const lu of this.#luns.values())
+      for (const k of this.#nexuses.keys()) if (k !== by) lu.addUa(k, Asc.ASYMMETRIC_ACCESS_STATE_CHANGED);
+  }
+
+  onAbortTasks(listener: AbortTasksListener): () => void {
+    this.#abortListeners.add(listener);
+    return () => {
+      this.#abortListeners.delete(listener);
+    };
+  }
+
+  abortNexusTasks(nexusKeys: readonly string[], lun: number): void {
+    for (const l of this.#abortListeners) {
+      try {
+        l(nexusKeys, lun);
+      } catch {
+        // a transport failure must not fail the PERSISTENT RESERVE OUT
+      }
     }
   }
 
@@ -115,6 +237,9 @@ class Target implements LunarScsiTarget, TargetView {
   }
   nexusKeys(): readonly string[] {
     return [...this.#nexuses.keys()];
+  }
+  nexuses(): readonly Nexus[] {
+    return [...this.#nexuses.values()];
   }
   supported(lu: LogicalUnit): readonly CommandDescriptor[] {
     return SORTED.filter((d) => !d.supportedBy || d.supportedBy(lu));
@@ -147,6 +272,8 @@ class Target implements LunarScsiTarget, TargetView {
 
   nexusCreated(nexus: Nexus): void {
     this.#nexuses.set(nexus.key, nexus);
+    if (!this.#ports.has(nexus.relativeTargetPortId))
+      this.#ports.set(nexus.relativeTargetPortId, nexus.portalGroupTag);
     for (const lu of this.#luns.values()) {
       lu.clearUas(nexus.key);
       lu.addUa(nexus.key, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED);
@@ -177,7 +304,7 @@ class Target implements LunarScsiTarget, TargetView {
       case TmfFunction.TARGET_COLD_RESET:
         for (const l of this.#luns.values()) {
           this.#resetLu(l, Asc.POWER_ON_OCCURRED);
-          l.pr.clear();
+          if (!l.pr.aptpl) l.pr.clear();
           Object.assign(l.mode, l.defaults);
           l.loaded = true;
         }
@@ -199,7 +326,8 @@ class Target implements LunarScsiTarget, TargetView {
     validateConfig(config);
     if (this.#luns.has(config.lun)) throw new RangeError(`duplicate LUN ${config.lun}`);
     this.#lunsChanged();
-    const lu = new LogicalUnit(config);
+    const lu = new LogicalUnit(config, this.#prStore);
+    lu.aluaExplicit = this.alua.explicit;
     this.#luns.set(config.lun, lu);
     for (const k of this.#nexuses.keys()) lu.addUa(k, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED);
   }
@@ -248,6 +376,10 @@ class Target implements LunarScsiTarget, TargetView {
       throw check(SenseKey.ILLEGAL_REQUEST, Asc.LOGICAL_UNIT_NOT_SUPPORTED);
     }
 
+    // SBC-4 §4.11: while a sanitize runs, only a few commands are processed (checked before the
+    // unit attentions, which stay pending until the sanitize ends).
+    if (lu.sanitizing && !(desc && allowedWhileSanitizing(desc.opcode, desc.sa))) throw sanitizeInProgress();
+
     if (!desc?.uaExempt) {
       const ua = lu.takeUa(cmd.nexus.key);
       if (ua !== undefined) {
@@ -268,6 +400,7 @@ class Target implements LunarScsiTarget, TargetView {
     if (denied) return denied;
 
     if (desc.medium && !lu.loaded) throw check(SenseKey.NOT_READY, Asc.MEDIUM_NOT_PRESENT);
+    if (lu.sanitizeFailure && desc.medium && desc.opcode !== SANITIZE_OPCODE) throw sanitizeFailed();
     if (desc.writes && lu.writeProtected) {
       throw check(
         SenseKey.DATA_PROTECT,
@@ -289,6 +422,7 @@ class Target implements LunarScsiTarget, TargetView {
     cmd: ScsiCommand,
     cdb: Buffer,
   ): ScsiResult | undefined {
+    aluaCheck(this.aluaState(cmd.nexus.portalGroupTag), desc.opcode, desc.sa);
     const me = cmd.nexus.key;
     if (lu.reservedBy !== undefined && lu.reservedBy !== me) {
       const ex = desc.reservationExempt;
@@ -296,9 +430,9 @@ class Target implements LunarScsiTarget, TargetView {
       if (!exempt) return CONFLICT;
     }
     // SPC-4 §5.9.3: RESERVE/RELEASE conflict while any persistent registration exists.
-    if (desc.spc2 && lu.pr.registrations.size > 0) return CONFLICT;
+    if (desc.spc2 && lu.pr.registrations.length > 0) return CONFLICT;
     const access = typeof desc.prAccess === 'function' ? desc.prAccess(cdb) : (desc.prAccess ?? 'write');
-    if (lu.pr.conflicts(me, access)) return CONFLICT;
+    if (lu.pr.conflicts(cmd.nexus, access)) return CONFLICT;
     return undefined;
   }
 
@@ -318,6 +452,7 @@ class Target implements LunarScsiTarget, TargetView {
         return this.#failure(err, lu);
       } finally {
         admission.release();
+        deferred?.release?.();
       }
     })();
   }

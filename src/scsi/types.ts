@@ -117,4 +117,13 @@ export interface ScsiTarget {
   taskManagement(fn: TmfFunction, nexus: Nexus, lun: number): TmfResponse;
   /** LUNs that exist for this nexus (REPORT LUNS also uses it). */
   luns(): readonly number[];
+  /**
+   * Subscribes the transport to task aborts the core decides on (PREEMPT AND ABORT): the transport
+   * aborts every task of those I_T nexuses on that LUN as for ABORT TASK SET from each of them
+   * (no response for them: TAS is 0). Returns the unsubscribe function.
+   */
+  onAbortTasks?(listener: AbortTasksListener): () => void;
 }
+
+/** See {@link ScsiTarget.onAbortTasks}: nexus keys ({@link Nexus.key}) and the LUN. */
+export type AbortTasksListener = (nexusKeys: readonly string[], lun: number) => void;

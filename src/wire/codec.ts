@@ -102,7 +102,9 @@ export interface Packet {
 }
 
 /** What a sender fills in: only `type` is required. */
-export type PacketInit = { type: PacketType } & Partial<Omit<Packet, 'type' | 'hello' | 'params' | 'auth'>> & {
+export type PacketInit = { type: PacketType } & Partial<
+  Omit<Packet, 'type' | 'hello' | 'params' | 'auth'>
+> & {
     hello?: HelloMsg;
     auth?: { response: Uint8Array };
     params?: ParamsMsg;
@@ -172,7 +174,8 @@ export function decodeHeader(bytes: Uint8Array): Packet {
     throw new WireError(WireErrorCode.BAD_HEADER, `undecodable packet header: ${(e as Error).message}`);
   }
   const p = m as Packet;
-  if (!(p.type in PACKET_NAMES)) throw new WireError(WireErrorCode.UNKNOWN_PACKET, `unknown packet type ${p.type}`);
+  if (!(p.type in PACKET_NAMES))
+    throw new WireError(WireErrorCode.UNKNOWN_PACKET, `unknown packet type ${p.type}`);
   return p;
 }
 
@@ -220,7 +223,9 @@ export class FrameReader {
       }
     } catch (e) {
       this.#error =
-        e instanceof WireError ? e : new WireError(WireErrorCode.PROTOCOL, `frame error: ${(e as Error).message}`);
+        e instanceof WireError
+          ? e
+          : new WireError(WireErrorCode.PROTOCOL, `frame error: ${(e as Error).message}`);
       this.#chunks = [];
       this.#buffered = 0;
       throw this.#error;
@@ -271,7 +276,10 @@ export class FrameReader {
       );
     }
     if (hlen === 0 || hlen > MAX_HEADER || hlen > length - 4) {
-      throw new WireError(WireErrorCode.BAD_HEADER_LENGTH, `header length ${hlen} invalid for frame length ${length}`);
+      throw new WireError(
+        WireErrorCode.BAD_HEADER_LENGTH,
+        `header length ${hlen} invalid for frame length ${length}`,
+      );
     }
     if (this.#buffered < 4 + length) return null;
     this.#take(FRAME_PREFIX);

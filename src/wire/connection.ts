@@ -37,6 +37,7 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
   #queue: Frame[] = [];
   #waiter: ((f: Frame | null) => void) | null = null;
   #streaming = false;
+  #corked = false;
   #closed = false;
   #closeReason: WireError | null = null;
 
@@ -90,17 +91,30 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
     });
   }
 
-  /** Sends one frame (prefix and payload written back to back). Returns false when the socket wants a drain. */
-  send(p: PacketInit, payload?: Uint8Array): boolean {
-    if (this.#closed) return false;
+  /**
+   * Sends one frame (prefix and payload written back to back). Returns false when the socket wants
+   * a drain. `onFlushed` runs once the bytes were handed to the kernel (the payload buffer may be
+   * reused from then on), or with an error when the connection fails first.
+   */
+  send(p: PacketInit, payload?: Uint8Array, onFlushed?: (err?: Error | null) => void): boolean {
+    if (this.#closed) {
+      onFlushed?.(new WireError(WireErrorCode.CLOSED, 'connection closed'));
+      return false;
+    }
     const [prefix, body] = encodeFrame(p, payload);
     this.bytesOut += prefix.length + (body === null ? 0 : body.length);
-    if (body === null) return this.socket.write(prefix);
-    this.socket.cork();
+    // Every frame sent in one tick goes out in one writev (acks and small packets coalesce).
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.#corked = false;
+        this.socket.uncork();
+      });
+    }
+    if (body === null) return this.socket.write(prefix, onFlushed);
     this.socket.write(prefix);
-    const ok = this.socket.write(body);
-    process.nextTick(() => this.socket.uncork());
-    return ok;
+    return this.socket.write(body, onFlushed);
   }
 
   /** Resolves when the socket's write buffer has drained (or the connection closed). */
@@ -237,7 +251,8 @@ export async function handshake(conn: WireConnection, o: HandshakeOptions): Prom
       `protocol version mismatch: node ${o.nodeId} speaks ${o.version ?? WIRE_VERSION}, node ${h.nodeId} speaks ${h.version}`,
     );
   }
-  if (h.cluster !== o.cluster) fail(WireErrorCode.PROTOCOL, `cluster name mismatch: '${h.cluster}' vs '${o.cluster}'`);
+  if (h.cluster !== o.cluster)
+    fail(WireErrorCode.PROTOCOL, `cluster name mismatch: '${h.cluster}' vs '${o.cluster}'`);
   if (h.resource !== o.resource) {
     fail(WireErrorCode.PROTOCOL, `resource name mismatch: '${h.resource}' vs '${o.resource}'`);
   }

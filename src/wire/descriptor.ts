@@ -3,163 +3,163 @@
  * test/wire/codec.test.ts, which regenerates it and fails when it is stale). Loaded once.
  */
 export const REPL_DESCRIPTOR = {
-  "nested": {
-    "lunar": {
-      "nested": {
-        "repl": {
-          "nested": {
-            "Hello": {
-              "fields": {
-                "version": {
-                  "type": "uint32",
-                  "id": 1
+  nested: {
+    lunar: {
+      nested: {
+        repl: {
+          nested: {
+            Hello: {
+              fields: {
+                version: {
+                  type: 'uint32',
+                  id: 1,
                 },
-                "cluster": {
-                  "type": "string",
-                  "id": 2
+                cluster: {
+                  type: 'string',
+                  id: 2,
                 },
-                "resource": {
-                  "type": "string",
-                  "id": 3
+                resource: {
+                  type: 'string',
+                  id: 3,
                 },
-                "nodeId": {
-                  "type": "uint32",
-                  "id": 4
+                nodeId: {
+                  type: 'uint32',
+                  id: 4,
                 },
-                "expectPeerId": {
-                  "type": "uint32",
-                  "id": 5
+                expectPeerId: {
+                  type: 'uint32',
+                  id: 5,
                 },
-                "challenge": {
-                  "type": "bytes",
-                  "id": 6
-                }
-              }
+                challenge: {
+                  type: 'bytes',
+                  id: 6,
+                },
+              },
             },
-            "Auth": {
-              "fields": {
-                "response": {
-                  "type": "bytes",
-                  "id": 1
-                }
-              }
+            Auth: {
+              fields: {
+                response: {
+                  type: 'bytes',
+                  id: 1,
+                },
+              },
             },
-            "Params": {
-              "fields": {
-                "currentUuid": {
-                  "type": "string",
-                  "id": 1
+            Params: {
+              fields: {
+                currentUuid: {
+                  type: 'string',
+                  id: 1,
                 },
-                "bitmapUuid": {
-                  "type": "string",
-                  "id": 2
+                bitmapUuid: {
+                  type: 'string',
+                  id: 2,
                 },
-                "history": {
-                  "rule": "repeated",
-                  "type": "string",
-                  "id": 3
+                history: {
+                  rule: 'repeated',
+                  type: 'string',
+                  id: 3,
                 },
-                "role": {
-                  "type": "uint32",
-                  "id": 4
+                role: {
+                  type: 'uint32',
+                  id: 4,
                 },
-                "disk": {
-                  "type": "uint32",
-                  "id": 5
+                disk: {
+                  type: 'uint32',
+                  id: 5,
                 },
-                "sizeBytes": {
-                  "type": "double",
-                  "id": 6
+                sizeBytes: {
+                  type: 'double',
+                  id: 6,
                 },
-                "dirtyBits": {
-                  "type": "double",
-                  "id": 7
+                dirtyBits: {
+                  type: 'double',
+                  id: 7,
                 },
-                "protocol": {
-                  "type": "uint32",
-                  "id": 8
+                protocol: {
+                  type: 'uint32',
+                  id: 8,
                 },
-                "discardMyData": {
-                  "type": "bool",
-                  "id": 9
+                discardMyData: {
+                  type: 'bool',
+                  id: 9,
                 },
-                "crashedPrimary": {
-                  "type": "bool",
-                  "id": 10
+                crashedPrimary: {
+                  type: 'bool',
+                  id: 10,
                 },
-                "resolveConflicts": {
-                  "type": "bool",
-                  "id": 11
+                resolveConflicts: {
+                  type: 'bool',
+                  id: 11,
                 },
-                "flags": {
-                  "type": "uint32",
-                  "id": 12
+                flags: {
+                  type: 'uint32',
+                  id: 12,
                 },
-                "hasQuorum": {
-                  "type": "bool",
-                  "id": 13
+                hasQuorum: {
+                  type: 'bool',
+                  id: 13,
                 },
-                "primarySeen": {
-                  "type": "uint32",
-                  "id": 14
-                }
-              }
+                primarySeen: {
+                  type: 'uint32',
+                  id: 14,
+                },
+              },
             },
-            "Packet": {
-              "fields": {
-                "type": {
-                  "type": "uint32",
-                  "id": 1
+            Packet: {
+              fields: {
+                type: {
+                  type: 'uint32',
+                  id: 1,
                 },
-                "id": {
-                  "type": "uint32",
-                  "id": 2
+                id: {
+                  type: 'uint32',
+                  id: 2,
                 },
-                "offset": {
-                  "type": "double",
-                  "id": 3
+                offset: {
+                  type: 'double',
+                  id: 3,
                 },
-                "length": {
-                  "type": "uint32",
-                  "id": 4
+                length: {
+                  type: 'uint32',
+                  id: 4,
                 },
-                "flags": {
-                  "type": "uint32",
-                  "id": 5
+                flags: {
+                  type: 'uint32',
+                  id: 5,
                 },
-                "seq": {
-                  "type": "uint32",
-                  "id": 6
+                seq: {
+                  type: 'uint32',
+                  id: 6,
                 },
-                "digest": {
-                  "type": "bytes",
-                  "id": 7
+                digest: {
+                  type: 'bytes',
+                  id: 7,
                 },
-                "reason": {
-                  "type": "string",
-                  "id": 8
+                reason: {
+                  type: 'string',
+                  id: 8,
                 },
-                "hello": {
-                  "type": "Hello",
-                  "id": 9
+                hello: {
+                  type: 'Hello',
+                  id: 9,
                 },
-                "auth": {
-                  "type": "Auth",
-                  "id": 10
+                auth: {
+                  type: 'Auth',
+                  id: 10,
                 },
-                "params": {
-                  "type": "Params",
-                  "id": 11
+                params: {
+                  type: 'Params',
+                  id: 11,
                 },
-                "value": {
-                  "type": "uint32",
-                  "id": 12
-                }
-              }
-            }
-          }
-        }
-      }
-    }
-  }
+                value: {
+                  type: 'uint32',
+                  id: 12,
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
 } as const;

@@ -36,7 +36,15 @@ describe('parseConfig', () => {
     expect(config.portals).toEqual([{ host: '127.0.0.1', port: 3260, group: 1 }]);
     const t = config.targets[0]!;
     expect(t.acl.initiators).toBe('ALL');
-    expect(t.luns[0]).toMatchObject({ lun: 0, backstore: 'file', size: 2 ** 30, blockSize: 512, direct: true, writeCache: true, readOnly: false });
+    expect(t.luns[0]).toMatchObject({
+      lun: 0,
+      backstore: 'file',
+      size: 2 ** 30,
+      blockSize: 512,
+      direct: true,
+      writeCache: true,
+      readOnly: false,
+    });
     expect(t.luns[1]).toMatchObject({ blockSize: 4096, size: 64 * 2 ** 20 });
   });
 
@@ -45,7 +53,8 @@ describe('parseConfig', () => {
     expect(config.portals).toEqual([{ host: '127.0.0.1', port: 3260, group: 1 }]);
   });
 
-  const lun = (extra: string) => `targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - lun: 0\n${extra}`;
+  const lun = (extra: string) =>
+    `targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - lun: 0\n${extra}`;
   // Each bad input must give a message that names the problem (the regexp) and the line.
   const bad: [string, string, RegExp][] = [
     ['yaml syntax', 'targets: [\n', /c\.yaml:\d+: YAML syntax/],
@@ -54,40 +63,140 @@ describe('parseConfig', () => {
     ['portals not a list', 'portals: 3260\n', /portals: must be array/],
     ['empty portals', 'portals: []\n', /portals: must NOT have fewer than 1 items/],
     ['portal without listen', 'portals:\n  - group: 1\n', /portals\[0\]: missing required field "listen"/],
-    ['portal bad port', 'portals:\n  - listen: 127.0.0.1:99999\n', /c\.yaml:2: portals\[0\]\.listen: .*port must be 1\.\.65535/],
+    [
+      'portal bad port',
+      'portals:\n  - listen: 127.0.0.1:99999\n',
+      /c\.yaml:2: portals\[0\]\.listen: .*port must be 1\.\.65535/,
+    ],
     ['portal port text', 'portals:\n  - listen: 127.0.0.1:http\n', /port must be 1\.\.65535/],
     ['portal no host', 'portals:\n  - listen: ":3260"\n', /has no host/],
     ['portal twice', 'portals:\n  - listen: 127.0.0.1:3260\n  - listen: 127.0.0.1:3260\n', /listed twice/],
     ['portal group 0', 'portals:\n  - listen: 127.0.0.1\n    group: 0\n', /group: must be >= 1/],
     ['target without name', 'targets:\n  - luns: []\n', /targets\[0\]: missing required field "name"/],
-    ['target bad iqn', 'targets:\n  - name: mytarget\n    luns: []\n', /c\.yaml:2: targets\[0\]\.name: must match pattern/],
+    [
+      'target bad iqn',
+      'targets:\n  - name: mytarget\n    luns: []\n',
+      /c\.yaml:2: targets\[0\]\.name: must match pattern/,
+    ],
     ['target without luns', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n', /missing required field "luns"/],
-    ['target twice', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns: []\n  - name: iqn.2026-11.io.lunar:T1\n    luns: []\n', /defined twice/],
-    ['unknown portal group', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    portalGroups: [7]\n    luns: []\n', /no portal has group 7/],
-    ['acl initiators number', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    acl: { initiators: 5 }\n    luns: []\n', /acl\.initiators/],
-    ['acl bad address', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    acl: { addresses: [300.1.1.1] }\n    luns: []\n', /"300\.1\.1\.1" is not an IP address or CIDR/],
-    ['acl bad cidr', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    acl: { addresses: [10.0.0.0/33] }\n    luns: []\n', /not an IP address or CIDR/],
-    ['chap short secret', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    chap: { users: [{ user: a, secret: short }] }\n    luns: []\n', /secret: must NOT have fewer than 12 characters/],
-    ['chap no user', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    chap: { users: [{ secret: Secret12345678 }] }\n    luns: []\n', /missing required field "user"/],
-    ['redirect bad', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    redirect: { to: "host:0" }\n    luns: []\n', /redirect\.to: .*port must be/],
-    ['queue depth 0', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    queueDepth: 0\n    luns: []\n', /queueDepth: must be >= 1/],
+    [
+      'target twice',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns: []\n  - name: iqn.2026-11.io.lunar:T1\n    luns: []\n',
+      /defined twice/,
+    ],
+    [
+      'unknown portal group',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    portalGroups: [7]\n    luns: []\n',
+      /no portal has group 7/,
+    ],
+    [
+      'acl initiators number',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    acl: { initiators: 5 }\n    luns: []\n',
+      /acl\.initiators/,
+    ],
+    [
+      'acl bad address',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    acl: { addresses: [300.1.1.1] }\n    luns: []\n',
+      /"300\.1\.1\.1" is not an IP address or CIDR/,
+    ],
+    [
+      'acl bad cidr',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    acl: { addresses: [10.0.0.0/33] }\n    luns: []\n',
+      /not an IP address or CIDR/,
+    ],
+    [
+      'chap short secret',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    chap: { users: [{ user: a, secret: short }] }\n    luns: []\n',
+      /secret: must NOT have fewer than 12 characters/,
+    ],
+    [
+      'chap no user',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    chap: { users: [{ secret: Secret12345678 }] }\n    luns: []\n',
+      /missing required field "user"/,
+    ],
+    [
+      'redirect bad',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    redirect: { to: "host:0" }\n    luns: []\n',
+      /redirect\.to: .*port must be/,
+    ],
+    [
+      'queue depth 0',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    queueDepth: 0\n    luns: []\n',
+      /queueDepth: must be >= 1/,
+    ],
     ['lun missing backstore', lun(''), /luns\[0\]: missing required field "backstore"/],
-    ['lun bad backstore', lun('        backstore: disk\n'), /backstore: must be one of "file", "memory", "null"/],
-    ['lun negative', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - lun: -1\n        backstore: null\n        size: 1M\n', /lun: must be >= 0/],
-    ['lun too big', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - lun: 20000\n        backstore: null\n        size: 1M\n', /lun: must be <= 16383/],
-    ['file without path', lun('        backstore: file\n        size: 1G\n'), /luns\[0\]\.path: a file backstore needs a path/],
-    ['memory with path', lun('        backstore: memory\n        path: x\n        size: 1G\n'), /only a file backstore has a path/],
+    [
+      'lun bad backstore',
+      lun('        backstore: disk\n'),
+      /backstore: must be one of "file", "memory", "null"/,
+    ],
+    [
+      'lun negative',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - lun: -1\n        backstore: null\n        size: 1M\n',
+      /lun: must be >= 0/,
+    ],
+    [
+      'lun too big',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - lun: 20000\n        backstore: null\n        size: 1M\n',
+      /lun: must be <= 16383/,
+    ],
+    [
+      'file without path',
+      lun('        backstore: file\n        size: 1G\n'),
+      /luns\[0\]\.path: a file backstore needs a path/,
+    ],
+    [
+      'memory with path',
+      lun('        backstore: memory\n        path: x\n        size: 1G\n'),
+      /only a file backstore has a path/,
+    ],
     ['memory without size', lun('        backstore: memory\n'), /a memory backstore needs a size/],
-    ['size garbage', lun('        backstore: memory\n        size: lots\n'), /size: must match pattern|size: must be integer/],
+    [
+      'size garbage',
+      lun('        backstore: memory\n        size: lots\n'),
+      /size: must match pattern|size: must be integer/,
+    ],
     ['size zero', lun('        backstore: memory\n        size: 0\n'), /size/],
-    ['size not block multiple', lun('        backstore: memory\n        size: 1000\n'), /not a multiple of the block size 512/],
-    ['block size 1024', lun('        backstore: memory\n        size: 1M\n        blockSize: 1024\n'), /blockSize: must be one of 512, 4096/],
-    ['readOnly string', lun('        backstore: memory\n        size: 1M\n        readOnly: "yes"\n'), /readOnly: must be boolean/],
-    ['bad id', lun('        backstore: memory\n        size: 1M\n        id: xyz\n'), /id: must match pattern/],
-    ['vendor too long', lun('        backstore: memory\n        size: 1M\n        vendor: ABCDEFGHIJ\n'), /vendor: must NOT have more than 8 characters/],
-    ['unknown lun field', lun('        backstore: memory\n        size: 1M\n        colour: red\n'), /unknown field "colour"/],
-    ['lun twice', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - { lun: 0, backstore: null, size: 1M }\n      - { lun: 0, backstore: null, size: 1M }\n', /LUN 0 is defined twice/],
-    ['same id twice', 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - { lun: 0, backstore: null, size: 1M, id: 0123456789abcdef }\n      - { lun: 1, backstore: null, size: 1M, id: 0123456789ABCDEF }\n', /id: 0123456789abcdef is also used by/],
+    [
+      'size not block multiple',
+      lun('        backstore: memory\n        size: 1000\n'),
+      /not a multiple of the block size 512/,
+    ],
+    [
+      'block size 1024',
+      lun('        backstore: memory\n        size: 1M\n        blockSize: 1024\n'),
+      /blockSize: must be one of 512, 4096/,
+    ],
+    [
+      'readOnly string',
+      lun('        backstore: memory\n        size: 1M\n        readOnly: "yes"\n'),
+      /readOnly: must be boolean/,
+    ],
+    [
+      'bad id',
+      lun('        backstore: memory\n        size: 1M\n        id: xyz\n'),
+      /id: must match pattern/,
+    ],
+    [
+      'vendor too long',
+      lun('        backstore: memory\n        size: 1M\n        vendor: ABCDEFGHIJ\n'),
+      /vendor: must NOT have more than 8 characters/,
+    ],
+    [
+      'unknown lun field',
+      lun('        backstore: memory\n        size: 1M\n        colour: red\n'),
+      /unknown field "colour"/,
+    ],
+    [
+      'lun twice',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - { lun: 0, backstore: null, size: 1M }\n      - { lun: 0, backstore: null, size: 1M }\n',
+      /LUN 0 is defined twice/,
+    ],
+    [
+      'same id twice',
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - { lun: 0, backstore: null, size: 1M, id: 0123456789abcdef }\n      - { lun: 1, backstore: null, size: 1M, id: 0123456789ABCDEF }\n',
+      /id: 0123456789abcdef is also used by/,
+    ],
   ];
   it.each(bad)('rejects %s', (_name, text, re) => {
     let err: unknown;
@@ -103,7 +212,8 @@ describe('parseConfig', () => {
   });
 
   it('reports the right line for a nested field', () => {
-    const text = 'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - lun: 0\n        backstore: memory\n        size: 1M\n        blockSize: 333\n';
+    const text =
+      'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - lun: 0\n        backstore: memory\n        size: 1M\n        blockSize: 333\n';
     expect(() => parseConfig(text, 'c.yaml')).toThrow(/c\.yaml:7: targets\[0\]\.luns\[0\]\.blockSize/);
   });
 });
@@ -117,9 +227,12 @@ describe('sizes and addresses', () => {
     ['1.5G', 1.5 * 2 ** 30],
     ['2T', 2 * 2 ** 40],
   ])('parseSize(%s)', (t, n) => expect(parseSize(t)).toBe(n));
-  it.each(['', 'G', '-1G', '1X', '1 G G'])('parseSize rejects %j', (t) => expect(() => parseSize(t)).toThrow(/not a size/));
+  it.each(['', 'G', '-1G', '1X', '1 G G'])('parseSize rejects %j', (t) =>
+    expect(() => parseSize(t)).toThrow(/not a size/),
+  );
   it('formatSize round-trips', () => {
-    for (const n of [512, 4096, 2 ** 20, 3 * 2 ** 30, 2 ** 40, 1536]) expect(parseSize(formatSize(n))).toBe(n);
+    for (const n of [512, 4096, 2 ** 20, 3 * 2 ** 30, 2 ** 40, 1536])
+      expect(parseSize(formatSize(n))).toBe(n);
   });
   it('parseHostPort', () => {
     expect(parseHostPort('0.0.0.0:3261')).toEqual({ host: '0.0.0.0', port: 3261 });

@@ -22,10 +22,19 @@ function newest(dir: string): number {
 /** Builds dist/ when src/admin or src/cli is newer than the built CLI. */
 export function ensureBuilt(): void {
   const built = join(DIST_CLI, 'tgt-admin.js');
-  const src = Math.max(newest(join(ROOT, 'src/admin')), newest(join(ROOT, 'src/cli')), newest(join(ROOT, 'src/iscsi')), newest(join(ROOT, 'src/scsi')));
+  const src = Math.max(
+    newest(join(ROOT, 'src/admin')),
+    newest(join(ROOT, 'src/cli')),
+    newest(join(ROOT, 'src/iscsi')),
+    newest(join(ROOT, 'src/scsi')),
+  );
   if (existsSync(built) && statSync(built).mtimeMs >= src) return;
   // tsc exits non-zero for type errors elsewhere in the tree but still emits; check the output exists
-  spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'ignore' });
+  spawnSync(
+    process.execPath,
+    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')],
+    { cwd: ROOT, stdio: 'ignore' },
+  );
   if (!existsSync(built)) throw new Error('build failed: dist/src/cli/tgt-admin.js missing');
 }
 
@@ -55,21 +64,38 @@ export class Daemon {
     this.port = port;
     mkdirSync(this.data, { recursive: true });
     if (configText !== undefined || !existsSync(this.config)) {
-      writeFileSync(this.config, configText ?? `# integration test\nportals:\n  - listen: 127.0.0.1:${port}\ntargets: []\n`);
+      writeFileSync(
+        this.config,
+        configText ?? `# integration test\nportals:\n  - listen: 127.0.0.1:${port}\ntargets: []\n`,
+      );
     }
     this.env = { ...process.env, LUNAR_SOCKET: join(this.data, 'lunar.sock') };
   }
 
   /** Starts `lunar serve` and waits for its control API; returns the child (or its exit). */
   async start(extra: string[] = []): Promise<void> {
-    const child = spawn(process.execPath, [join(DIST_CLI, 'lunar.js'), 'serve', '--config', this.config, '--data', this.data, '--stop-timeout', '2', ...extra], {
-      env: this.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        join(DIST_CLI, 'lunar.js'),
+        'serve',
+        '--config',
+        this.config,
+        '--data',
+        this.data,
+        '--stop-timeout',
+        '2',
+        ...extra,
+      ],
+      {
+        env: this.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     this.child = child;
     child.stdout?.on('data', (b: Buffer) => (this.log += b.toString()));
     child.stderr?.on('data', (b: Buffer) => (this.log += b.toString()));
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 45_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`lunar serve exited ${child.exitCode}:\n${this.log}`);
       if (this.lunar(['status']).status === 0) return;
@@ -115,8 +141,16 @@ export class Daemon {
     }
   }
 
-  run(bin: 'lunar.js' | 'tgtadm.js' | 'tgt-admin.js', args: string[], env: NodeJS.ProcessEnv = this.env): RunResult {
-    const r = spawnSync(process.execPath, [join(DIST_CLI, bin), ...args], { env, encoding: 'utf8', timeout: 60_000 });
+  run(
+    bin: 'lunar.js' | 'tgtadm.js' | 'tgt-admin.js',
+    args: string[],
+    env: NodeJS.ProcessEnv = this.env,
+  ): RunResult {
+    const r = spawnSync(process.execPath, [join(DIST_CLI, bin), ...args], {
+      env,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
   }
 

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { LunView, SessionView, TargetView } from '../../src/admin/control.js';
 import {
@@ -14,28 +13,7 @@ import {
   validateTgtadm,
 } from '../../src/cli/tgtadm.js';
 
-const fixture = (name: string) => readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
-
-/**
- * The shape of tgtadm output: indentation and field names (text up to ": " or "="), values
- * replaced, so lunar's values (its LU ids, sizes, defaults) can differ while the layout that
- * scripts and resource agents parse must not.
- */
-export function shape(text: string): string[] {
-  return text
-    .split('\n')
-    .filter((l) => l.length > 0)
-    .map((l) => {
-      const indent = /^\s*/.exec(l)?.[0] ?? '';
-      const body = l.slice(indent.length);
-      const m = /^(Target|I_T nexus:|LUN:|Session:|Connection:) \d+/.exec(body);
-      if (m) return `${indent}${m[1]} <n>`;
-      if (body.startsWith('Initiator: ')) return `${indent}Initiator: <v> alias: <v>`.replace(/ alias: <v>$/, body.includes(' alias: ') ? ' alias: <v>' : '');
-      const kv = /^([^:=]+)(: |:$|=)/.exec(body);
-      if (kv) return `${indent}${kv[1]}${kv[2]}`;
-      return `${indent}<value>`;
-    });
-}
+import { fixture, shape, tgtdErrorCases } from './tgt-shapes.js';
 
 const lun = (over: Partial<LunView>): LunView => ({
   lun: 1,
@@ -124,9 +102,17 @@ describe('tgtadm output shapes (captured from tgtd 1.0.85)', () => {
   it('--op show --mode target --tid N: the same keys in the same order', () => {
     const want = fixture('tgtd-show-target-tid.txt');
     expect(shape(formatTargetParams(target({})))).toEqual(shape(want));
-    const redirected = formatTargetParams(target({ redirect: { host: '10.0.0.1', port: 3261, permanent: false } }));
-    expect(redirected.trimEnd().split('\n').slice(-3)).toEqual(['RedirectAddress=10.0.0.1', 'RedirectPort=3261', 'RedirectReason=Temporary']);
-    expect(formatTargetParams(target({ params: { HeaderDigest: 'CRC32C,None' }, queueDepth: 64 }))).toMatch(/^HeaderDigest=CRC32C$[\s\S]*^MaxQueueCmd=64$/m);
+    const redirected = formatTargetParams(
+      target({ redirect: { host: '10.0.0.1', port: 3261, permanent: false } }),
+    );
+    expect(redirected.trimEnd().split('\n').slice(-3)).toEqual([
+      'RedirectAddress=10.0.0.1',
+      'RedirectPort=3261',
+      'RedirectReason=Temporary',
+    ]);
+    expect(formatTargetParams(target({ params: { HeaderDigest: 'CRC32C,None' }, queueDepth: 64 }))).toMatch(
+      /^HeaderDigest=CRC32C$[\s\S]*^MaxQueueCmd=64$/m,
+    );
   });
 
   it('--op show --mode conn', () => {
@@ -153,29 +139,111 @@ describe('tgtadm output shapes (captured from tgtd 1.0.85)', () => {
 
 describe('tgtadm argument parsing', () => {
   const cases: [string[], Record<string, string>][] = [
-    [['--lld', 'iscsi', '--op', 'new', '--mode', 'target', '--tid', '1', '-T', 'iqn.x:y'], { lld: 'iscsi', op: 'new', mode: 'target', tid: '1', targetname: 'iqn.x:y' }],
-    [['-L', 'iscsi', '-o', 'new', '-m', 'target', '-t', '1', '-T', 'iqn.x:y'], { lld: 'iscsi', op: 'new', mode: 'target', tid: '1', targetname: 'iqn.x:y' }],
-    [['--lld=iscsi', '--op=show', '--mode=target', '--tid=3'], { lld: 'iscsi', op: 'show', mode: 'target', tid: '3' }],
+    [
+      ['--lld', 'iscsi', '--op', 'new', '--mode', 'target', '--tid', '1', '-T', 'iqn.x:y'],
+      { lld: 'iscsi', op: 'new', mode: 'target', tid: '1', targetname: 'iqn.x:y' },
+    ],
+    [
+      ['-L', 'iscsi', '-o', 'new', '-m', 'target', '-t', '1', '-T', 'iqn.x:y'],
+      { lld: 'iscsi', op: 'new', mode: 'target', tid: '1', targetname: 'iqn.x:y' },
+    ],
+    [
+      ['--lld=iscsi', '--op=show', '--mode=target', '--tid=3'],
+      { lld: 'iscsi', op: 'show', mode: 'target', tid: '3' },
+    ],
     [['-Liscsi', '-oshow', '-mtarget', '-t3'], { lld: 'iscsi', op: 'show', mode: 'target', tid: '3' }],
     [['--mo', 'target', '--ti', '2', '--op', 'show'], { mode: 'target', tid: '2', op: 'show' }],
-    [['-o', 'new', '-m', 'logicalunit', '-t', '1', '-l', '2', '-b', '/dev/sdb1', '-E', 'aio', '-f', 'sync:direct', '-Y', 'disk', '-y', '4096'], { op: 'new', mode: 'logicalunit', tid: '1', lun: '2', backingStore: '/dev/sdb1', bstype: 'aio', bsoflags: 'sync:direct', deviceType: 'disk', blocksize: '4096' }],
-    [['--op', 'bind', '--mode', 'target', '--tid', '1', '--initiator-address', '10.0.0.0/8'], { op: 'bind', mode: 'target', tid: '1', initiatorAddress: '10.0.0.0/8' }],
-    [['--op', 'bind', '--mode', 'target', '--tid', '1', '-Q', 'iqn.1994-05.com.redhat:a'], { op: 'bind', mode: 'target', tid: '1', initiatorName: 'iqn.1994-05.com.redhat:a' }],
-    [['--op', 'bind', '--mode', 'account', '--tid', '1', '--user', 'u', '--outgoing'], { op: 'bind', mode: 'account', tid: '1', user: 'u', outgoing: '1' }],
-    [['--op', 'delete', '--mode', 'target', '--tid', '1', '--force'], { op: 'delete', mode: 'target', tid: '1', force: '1' }],
-    [['--op', 'update', '--mode', 'target', '--tid', '1', '-n', 'HeaderDigest', '-v', 'CRC32C'], { op: 'update', mode: 'target', tid: '1', name: 'HeaderDigest', value: 'CRC32C' }],
-    [['--op', 'update', '--mode', 'logicalunit', '--tid', '1', '--lun', '1', '--params', 'scsi_sn=A,vendor_id=B'], { op: 'update', mode: 'logicalunit', tid: '1', lun: '1', params: 'scsi_sn=A,vendor_id=B' }],
-    [['--op', 'delete', '--mode', 'connection', '--tid=1', '--sid=2', '--cid=0'], { op: 'delete', mode: 'connection', tid: '1', sid: '2', cid: '0' }],
+    [
+      [
+        '-o',
+        'new',
+        '-m',
+        'logicalunit',
+        '-t',
+        '1',
+        '-l',
+        '2',
+        '-b',
+        '/dev/sdb1',
+        '-E',
+        'aio',
+        '-f',
+        'sync:direct',
+        '-Y',
+        'disk',
+        '-y',
+        '4096',
+      ],
+      {
+        op: 'new',
+        mode: 'logicalunit',
+        tid: '1',
+        lun: '2',
+        backingStore: '/dev/sdb1',
+        bstype: 'aio',
+        bsoflags: 'sync:direct',
+        deviceType: 'disk',
+        blocksize: '4096',
+      },
+    ],
+    [
+      ['--op', 'bind', '--mode', 'target', '--tid', '1', '--initiator-address', '10.0.0.0/8'],
+      { op: 'bind', mode: 'target', tid: '1', initiatorAddress: '10.0.0.0/8' },
+    ],
+    [
+      ['--op', 'bind', '--mode', 'target', '--tid', '1', '-Q', 'iqn.1994-05.com.redhat:a'],
+      { op: 'bind', mode: 'target', tid: '1', initiatorName: 'iqn.1994-05.com.redhat:a' },
+    ],
+    [
+      ['--op', 'bind', '--mode', 'account', '--tid', '1', '--user', 'u', '--outgoing'],
+      { op: 'bind', mode: 'account', tid: '1', user: 'u', outgoing: '1' },
+    ],
+    [
+      ['--op', 'delete', '--mode', 'target', '--tid', '1', '--force'],
+      { op: 'delete', mode: 'target', tid: '1', force: '1' },
+    ],
+    [
+      ['--op', 'update', '--mode', 'target', '--tid', '1', '-n', 'HeaderDigest', '-v', 'CRC32C'],
+      { op: 'update', mode: 'target', tid: '1', name: 'HeaderDigest', value: 'CRC32C' },
+    ],
+    [
+      [
+        '--op',
+        'update',
+        '--mode',
+        'logicalunit',
+        '--tid',
+        '1',
+        '--lun',
+        '1',
+        '--params',
+        'scsi_sn=A,vendor_id=B',
+      ],
+      { op: 'update', mode: 'logicalunit', tid: '1', lun: '1', params: 'scsi_sn=A,vendor_id=B' },
+    ],
+    [
+      ['--op', 'delete', '--mode', 'connection', '--tid=1', '--sid=2', '--cid=0'],
+      { op: 'delete', mode: 'connection', tid: '1', sid: '2', cid: '0' },
+    ],
     [['-C', '0', '--op', 'show', '--mode', 'sys'], { controlPort: '0', op: 'show', mode: 'sys' }],
-    [['--op', 'new', '--mode', 'account', '-u', 'alice', '-p', 'secretpass12'], { op: 'new', mode: 'account', user: 'alice', password: 'secretpass12' }],
+    [
+      ['--op', 'new', '--mode', 'account', '-u', 'alice', '-p', 'secretpass12'],
+      { op: 'new', mode: 'account', user: 'alice', password: 'secretpass12' },
+    ],
   ];
   it.each(cases)('%j', (argv, want) => {
     expect(parseTgtadmArgs(argv).opts).toEqual(want);
   });
 
   it('normalises the mode aliases', () => {
-    expect(validateTgtadm(parseTgtadmArgs(['--op', 'show', '--mode', 'connection', '--tid', '1']))).toEqual({ op: 'show', mode: 'conn' });
-    expect(validateTgtadm(parseTgtadmArgs(['--op', 'show', '--mode', 'system']))).toEqual({ op: 'show', mode: 'sys' });
+    expect(validateTgtadm(parseTgtadmArgs(['--op', 'show', '--mode', 'connection', '--tid', '1']))).toEqual({
+      op: 'show',
+      mode: 'conn',
+    });
+    expect(validateTgtadm(parseTgtadmArgs(['--op', 'show', '--mode', 'system']))).toEqual({
+      op: 'show',
+      mode: 'sys',
+    });
   });
 
   it('maps --params of a logical unit', () => {
@@ -188,17 +256,6 @@ describe('tgtadm argument parsing', () => {
     });
   });
 });
-
-/** Captured from tgtadm 1.0.85: arguments, exit code, first stderr line. */
-export function tgtdErrorCases(): { args: string[]; rc: number; message: string }[] {
-  return fixture('tgtd-errors.tsv')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => {
-      const [args = '', rc = '', message = ''] = l.split('\t');
-      return { args: args.split(' '), rc: Number(rc), message };
-    });
-}
 
 describe('tgtadm errors caught before the daemon is asked (same text and exit code as tgtadm)', () => {
   const io = () => {

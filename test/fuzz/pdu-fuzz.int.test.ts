@@ -6,10 +6,13 @@
  *
  *   npx vitest run --project integration test/fuzz
  *
- * Env: FUZZ_SEED (repeat a run; default fixed under CI=true, random otherwise), FUZZ_PDUS (default 100000), FUZZ_SECONDS (storm time cap,
- * default 140), FUZZ_TARGET=tgtd (sanity-check the fuzzer against tgtd; not for CI),
- * FUZZ_PORT (default 3360), FUZZ_EXCLUDE (PDU classes to leave out, e.g. tmf,snack),
- * FUZZ_PHASES (subset of login,ffp-1,framing,random,ffp-2).
+ * Env: FUZZ_SEED (repeat a run; default fixed under CI=true, random otherwise), FUZZ_PDUS
+ * (default 100000), FUZZ_SECONDS (storm time cap, default 140), FUZZ_TARGET=tgtd (sanity-check
+ * the fuzzer against tgtd; not for CI), FUZZ_PORT (default 3360), FUZZ_EXCLUDE (PDU classes to
+ * leave out, e.g. tmf,snack), FUZZ_PHASES (subset of login,ffp-1,framing,random,ffp-2),
+ * FUZZ_LUNAR_NODE_ARGS (node flags for lunar, e.g. --max-old-space-size=48 to tell a leak from
+ * lazy GC), FUZZ_DIAG=1 (adds a test printing, per PDU class, how often one PDU gets a
+ * connection dropped, and the hex of a PDU that killed the target).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -42,7 +45,9 @@ const TARGET = process.env['FUZZ_TARGET'] === 'tgtd' ? 'tgtd' : 'lunar';
 const PDUS = Number(process.env['FUZZ_PDUS'] ?? 100_000);
 const STORM_MS = Number(process.env['FUZZ_SECONDS'] ?? 140) * 1000;
 // A fixed seed under CI (reproducible runs), a fresh one elsewhere (more ground covered); always printed.
-const SEED = Number(process.env['FUZZ_SEED'] ?? (process.env['CI'] ? 20261123 : Math.floor(Math.random() * 2 ** 31)));
+const SEED = Number(
+  process.env['FUZZ_SEED'] ?? (process.env['CI'] ? 20261123 : Math.floor(Math.random() * 2 ** 31)),
+);
 const PORT = Number(process.env['FUZZ_PORT'] ?? 3360);
 const IQN = 'iqn.2026-11.io.lunar.fuzz:target';
 const INIT = 'iqn.2026-11.io.lunar.fuzz:storm';
@@ -734,7 +739,8 @@ async function diagnose() {
       let p: Bhs;
       do p = ffpPdu(c);
       while (lastClass !== name);
-      c.send(sanitize(p));
+      const wire = frame(sanitize(p), { hd: c.hd, dd: c.dd });
+      c.writeRaw(wire);
       try {
         await c.ping(500);
         r.answered++;
@@ -743,8 +749,15 @@ async function diagnose() {
         else r.silent++;
       }
       c.destroy();
+      if (target.exited()) {
+        rows.push(
+          `target died (${JSON.stringify(target.exited())}) after this ${name} PDU: ${wire.toString('hex')}`,
+        );
+        break;
+      }
     }
     rows.push(`${name.padEnd(8)} answered ${r.answered} dropped ${r.dropped} silent ${r.silent}`);
+    if (target.exited()) break;
   }
   console.log(rows.join('\n'));
 }
@@ -764,6 +777,7 @@ describe(`PDU fuzz against ${TARGET}`, () => {
         ports: [PORT],
         luns: [{ lun: 0, backstore: 'memory', size: LUN_BYTES }],
         params: { HeaderDigest: 'CRC32C,None', DataDigest: 'CRC32C,None' },
+        nodeArgs: (process.env['FUZZ_LUNAR_NODE_ARGS'] ?? '').split(' ').filter(Boolean),
       });
       lun = 0;
     }

@@ -84,7 +84,7 @@ describe('libiscsi conformance suite against lunar', () => {
       expect(failed, 'suite failures (no baseline to compare with)').toEqual([]);
     } else {
       const regressions = r.stdout.split('\n').filter((l) => l.startsWith('REGRESSION '));
-      expect(regressions, 'regressions against test/interop/libiscsi-baseline.json').toEqual([]);
+      expect(regressions, `regressions against ${BASELINE}`).toEqual([]);
       expect(r.code).toBe(0);
     }
   });

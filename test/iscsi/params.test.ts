@@ -47,7 +47,7 @@ describe('operational key negotiation (RFC 7143 §13)', () => {
     ['OFMarkInt', '2048', 'Irrelevant'],
     ['HeaderDigest', 'CRC32C', 'CRC32C'],
     ['HeaderDigest', 'None', 'None'],
-    ['HeaderDigest', 'CRC32C,None', 'None'], // target preference: None
+    ['HeaderDigest', 'CRC32C,None', 'CRC32C'], // RFC 7143 §6.2: the initiator's first allowed value
     ['DataDigest', 'None,CRC32C', 'None'],
     ['DataDigest', 'Foo', 'Reject'],
     ['MaxBurstLength', '100', 'Reject'], // below 512
@@ -111,9 +111,9 @@ describe('operational key negotiation (RFC 7143 §13)', () => {
     }
   });
 
-  it('digest preference list is configurable', () => {
-    const crcFirst = offerFromParams(undefined, ['CRC32C', 'None']);
-    expect(ans([['HeaderDigest', 'None,CRC32C']], crcFirst)['HeaderDigest']).toBe('CRC32C');
+  it('the allowed digest set is configurable; the initiator order decides within it', () => {
+    const both = offerFromParams(undefined, ['CRC32C', 'None']);
+    expect(ans([['HeaderDigest', 'None,CRC32C']], both)['HeaderDigest']).toBe('None');
     const crcOnly = offerFromParams(undefined, ['CRC32C']);
     expect(ans([['DataDigest', 'None']], crcOnly)['DataDigest']).toBe('Reject');
     const perTarget = offerFromParams({ HeaderDigest: 'CRC32C' }, undefined);

@@ -1,6 +1,5 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from '../../src/native/index.js';
 import {
   decodeBhs,
   encodePdu,
@@ -12,6 +11,7 @@ import {
 import { FrameReader } from '../../src/iscsi/pdu/framing.js';
 import { encodeText, parseText } from '../../src/iscsi/pdu/text.js';
 import type { Pdu } from '../../src/iscsi/pdu/types.js';
+import { crc32c } from '../../src/native/index.js';
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
 const u16 = fc.integer({ min: 0, max: 0xffff });

@@ -47,7 +47,7 @@ describe('iSCSI + SCSI core + memory backstore', () => {
       expect(i?.data.toString('latin1', 8, 13)).toBe('LUNAR');
       const bad = await c.scsi(read10(8192, 1), { readLength: 512 });
       expect(bad?.status).toBe(2);
-      expect(bad?.sense[2]! & 0x0f).toBe(5);
+      expect((bad?.sense[2] ?? 0) & 0x0f).toBe(5);
       await c.logout();
     } finally {
       c.close();

@@ -129,6 +129,45 @@ describe('IscsiServer: more', () => {
     expect(server!.sessions().map((s) => s.tsih)).toEqual([b.tsih]);
   });
 
+  it('mutated PDUs after login never take the server down', async () => {
+    const port = await start();
+    const control = await client(port);
+    control.isid = '400001370077';
+    await control.login();
+    let seed = 12345;
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed;
+    };
+    for (let round = 0; round < 30; round++) {
+      const c = await client(port);
+      c.isid = (0x400001380000 + round).toString(16);
+      await c.login().catch(() => undefined);
+      for (let i = 0; i < 40 && !c.closed; i++) {
+        const pdu = encodePduToBuffer({
+          opcode: 0x00,
+          immediate: true,
+          data: Buffer.alloc(rnd() % 64, rnd() & 0xff),
+          lun: 0n,
+          itt: rnd(),
+          ttt: rnd(),
+          cmdSN: c.cmdSN + (rnd() % 3),
+          expStatSN: c.expStatSN,
+        });
+        pdu[0] = ((pdu[0] ?? 0) & 0x40) | ([0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x10, 0x3a][rnd() % 8] ?? 0);
+        for (let k = 0; k < 1 + (rnd() % 4); k++) {
+          const at = rnd() % pdu.length;
+          pdu[at] = rnd() & 0xff;
+        }
+        c.sendRaw(pdu);
+      }
+      await new Promise((r) => setTimeout(r, 5));
+      c.close();
+    }
+    expect((await control.scsi(read10(0, 1), { readLength: 512 }))?.status).toBe(0);
+    expect((await control.nop(Buffer.from('alive')))?.data.toString()).toBe('alive');
+  });
+
   it('target cold reset answers, then drops all sessions of the target', async () => {
     const port = await start();
     const c = await client(port);

@@ -136,7 +136,9 @@ describe('Metadata', () => {
     const md4 = await Metadata.open(path, { nodeId: 0, sizeBytes: 64 * MiB });
     expect(md4.sb.current).toBe('00000000000000a0');
     await md4.close();
-    await expect(Metadata.open(path, { nodeId: 1, sizeBytes: 64 * MiB })).rejects.toThrow(/belongs to node 0/);
+    await expect(Metadata.open(path, { nodeId: 1, sizeBytes: 64 * MiB })).rejects.toThrow(
+      /belongs to node 0/,
+    );
   });
 });
 
@@ -148,12 +150,21 @@ describe('quorum and promotion rules', () => {
     expect(hasQuorum({ setting: 'off', nodes: 3, connectedPeers: 0 })).toBe(true);
   });
   it('promotion refusals', () => {
-    const ok = { role: 'Secondary', disk: 'UpToDate', force: false, quorum: true, peerPrimary: false, peerUpToDate: true, syncTarget: false } as const;
+    const ok = {
+      role: 'Secondary',
+      disk: 'UpToDate',
+      force: false,
+      quorum: true,
+      peerPrimary: false,
+      peerUpToDate: true,
+      syncTarget: false,
+    } as const;
     expect(promoteRefusal(ok)).toBeNull();
     expect(promoteRefusal({ ...ok, quorum: false })).toMatch(/quorum/);
     expect(promoteRefusal({ ...ok, peerPrimary: true })).toMatch(/Primary/);
     expect(promoteRefusal({ ...ok, disk: 'Inconsistent' })).toMatch(/--force/);
-    expect(promoteRefusal({ ...ok, disk: 'Inconsistent', force: true })).toBeNull();
+    expect(promoteRefusal({ ...ok, disk: 'Inconsistent', force: true, peerUpToDate: false })).toBeNull();
+    expect(promoteRefusal({ ...ok, disk: 'Inconsistent', force: true })).toMatch(/peer is UpToDate/);
     expect(promoteRefusal({ ...ok, disk: 'Diskless' })).toMatch(/diskless/);
     expect(promoteRefusal({ ...ok, disk: 'Outdated', peerUpToDate: false })).toMatch(/Outdated/);
   });

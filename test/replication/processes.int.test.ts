@@ -70,7 +70,14 @@ function writeConfig(dir: string, port: number, size: number): Cluster {
     secret: 'proc-secret',
     size,
     nodes,
-    net: { protocol: 'C', pingIntMs: 500, pingTimeoutMs: 1000, timeoutMs: 1000, koCount: 3, connectIntMs: 100 },
+    net: {
+      protocol: 'C',
+      pingIntMs: 500,
+      pingTimeoutMs: 1000,
+      timeoutMs: 1000,
+      koCount: 3,
+      connectIntMs: 100,
+    },
     disk: { alExtents: 31 },
   };
   const cfgPath = join(dir, 'r0.json');
@@ -79,9 +86,13 @@ function writeConfig(dir: string, port: number, size: number): Cluster {
 }
 
 function startNode(c: Cluster, id: number): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [MAIN, 'serve', '--config', c.cfgPath, '--node', String(id), '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const p = spawn(
+    process.execPath,
+    [MAIN, 'serve', '--config', c.cfgPath, '--node', String(id), '--log-level', 'warn'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   procs.add(p);
   return new Promise((resolve, reject) => {
     let out = '';
@@ -109,7 +120,12 @@ function kill9(p: ChildProcess): Promise<void> {
 }
 
 /** Runs the `load` command, records every acknowledged write, resolves when the socket closes. */
-function loadUntilKilled(path: string, req: Record<string, unknown>, acked: Map<number, number>, onAck: (n: number) => void) {
+function loadUntilKilled(
+  path: string,
+  req: Record<string, unknown>,
+  acked: Map<number, number>,
+  onAck: (n: number) => void,
+) {
   return new Promise<void>((resolve) => {
     const s = createConnection(path);
     let buf = '';
@@ -140,7 +156,14 @@ describe('node processes', () => {
     const events: string[] = [];
     const ev = createConnection(c.ctl[1] as string);
     ev.on('connect', () => ev.write('{"cmd":"events"}\n'));
-    ev.on('data', (d) => events.push(...d.toString().split('\n').filter((l) => l !== '')));
+    ev.on('data', (d) =>
+      events.push(
+        ...d
+          .toString()
+          .split('\n')
+          .filter((l) => l !== ''),
+      ),
+    );
     await ctl(c, 0, { cmd: 'new-current-uuid', clearBitmap: true });
     await ctl(c, 0, { cmd: 'primary' });
     await ctl(c, 1, { cmd: 'wait-sync', timeoutMs: 5000 });
@@ -149,11 +172,26 @@ describe('node processes', () => {
     expect(await ctl(c, 0, { cmd: 'verify' })).toEqual({ outOfSyncBlocks: 0 });
     const st = (await ctl(c, 0, { cmd: 'status' })) as ResourceStatus;
     expect(st.role).toBe('Primary');
-    expect(st.peers[0]).toMatchObject({ connection: 'Connected', peerDisk: 'UpToDate', replication: 'Established' });
+    expect(st.peers[0]).toMatchObject({
+      connection: 'Connected',
+      peerDisk: 'UpToDate',
+      replication: 'Established',
+    });
     const proc = (await ctl(c, 0, { cmd: 'proc' })) as string;
     expect(proc).toMatch(/0: cs:Connected ro:Primary\/Secondary ds:UpToDate\/UpToDate C r-----/);
     expect(proc).toMatch(/ns:\d+ nr:0 dw:\d+ dr:\d+ al:\d+ bm:\d+ lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0/);
     await expect(ctl(c, 1, { cmd: 'primary' })).rejects.toThrow(/peer is Primary/);
+    // adjust: a changed option is applied, a StandAlone peer is reconnected.
+    const raw = JSON.parse(readFileSync(c.cfgPath, 'utf8')) as { net: Record<string, unknown> };
+    raw.net['protocol'] = 'B';
+    writeFileSync(c.cfgPath, JSON.stringify(raw));
+    await ctl(c, 1, { cmd: 'disconnect' });
+    const adj1 = (await ctl(c, 1, { cmd: 'adjust' })) as { changes: string[] };
+    expect(adj1.changes).toEqual(['net.protocol=B', 'connect n0']);
+    const adj0 = (await ctl(c, 0, { cmd: 'adjust' })) as { changes: string[] };
+    expect(adj0.changes).toEqual(['net.protocol=B']);
+    await ctl(c, 1, { cmd: 'wait-sync', timeoutMs: 5000 });
+    expect(((await ctl(c, 0, { cmd: 'status' })) as ResourceStatus).protocol).toBe('B');
     ev.destroy();
     expect(events).toContain('exists -');
     expect(events.some((l) => /^change connection .*role:Primary/.test(l))).toBe(true);
@@ -163,10 +201,36 @@ describe('node processes', () => {
     expect(sha256File(c.disks[0] as string)).toBe(sha256File(c.disks[1] as string));
   });
 
+  it('a frozen Secondary (SIGSTOP) cannot hang writes: dropped by ping/ko timeouts, resynced after SIGCONT', async () => {
+    const c = writeConfig(join(t.dir, 'stop'), 7870, 16 * MiB);
+    const [, p1] = await Promise.all([startNode(c, 0), startNode(c, 1)]);
+    await ctl(c, 0, { cmd: 'wait-connect', timeoutMs: 5000 });
+    await ctl(c, 0, { cmd: 'new-current-uuid', clearBitmap: true });
+    await ctl(c, 0, { cmd: 'primary' });
+    await ctl(c, 1, { cmd: 'wait-sync', timeoutMs: 5000 });
+    process.kill(p1.pid as number, 'SIGSTOP');
+    try {
+      const t0 = Date.now();
+      const r = (await ctl(c, 0, { cmd: 'load', count: 200, blocks: 1024, qd: 4 })) as { acked: number };
+      const took = Date.now() - t0;
+      expect(r.acked).toBe(200);
+      expect(took).toBeLessThan(6000); // ping-timeout 1 s, ko 3 × 1 s
+      const st = (await ctl(c, 0, { cmd: 'status' })) as ResourceStatus;
+      expect(st.peers[0]?.connection).not.toBe('Connected');
+      expect(st.peers[0]?.outOfSyncKiB).toBeGreaterThan(0);
+      console.log(`writes with a frozen peer: 200 FUA writes in ${took} ms; peer: ${st.peers[0]?.lastError}`);
+    } finally {
+      process.kill(p1.pid as number, 'SIGCONT');
+    }
+    await ctl(c, 1, { cmd: 'wait-sync', timeoutMs: 20000 });
+    await ctl(c, 0, { cmd: 'wait-sync', timeoutMs: 20000 });
+    expect(await ctl(c, 0, { cmd: 'verify' })).toEqual({ outOfSyncBlocks: 0 });
+  });
+
   for (let run = 0; run < KILL_RUNS; run++) {
     it(`kill -9 of the Primary under FUA load loses no acknowledged write (run ${run + 1}/${KILL_RUNS})`, async () => {
       const size = 256 * MiB;
-      const c = writeConfig(join(t.dir, `kill${run}`), 7872 + 2 * run, size);
+      const c = writeConfig(join(t.dir, `kill${run}`), 7872 + 2 * (run % 10), size);
       const [p0] = await Promise.all([startNode(c, 0), startNode(c, 1)]);
       await ctl(c, 0, { cmd: 'wait-connect', timeoutMs: 5000 });
       await ctl(c, 0, { cmd: 'new-current-uuid', clearBitmap: true });
@@ -174,11 +238,16 @@ describe('node processes', () => {
       await ctl(c, 1, { cmd: 'wait-sync', timeoutMs: 5000 });
       // Load on 32 MiB (8 AL extents), killed at a random moment.
       const acked = new Map<number, number>();
-      const killAfter = 50 + Math.floor(rng(run + 11)() * 400);
+      const killAfter = 20 + Math.floor(rng(0x9e3779b9 * (run + 1))() * 600);
       let killed: Promise<void> | null = null;
-      await loadUntilKilled(c.ctl[0] as string, { count: 100000, blocks: 8192, qd: 16, seed: run + 1 }, acked, (n) => {
-        if (n >= killAfter && killed === null) killed = kill9(p0 as ChildProcess);
-      });
+      await loadUntilKilled(
+        c.ctl[0] as string,
+        { count: 100000, blocks: 8192, qd: 16, seed: run + 1 },
+        acked,
+        (n) => {
+          if (n >= killAfter && killed === null) killed = kill9(p0 as ChildProcess);
+        },
+      );
       await killed;
       // Promote the survivor, then inspect its disk.
       await ctl(c, 1, { cmd: 'primary' });
@@ -200,7 +269,9 @@ describe('node processes', () => {
       await ctl(c, 1, { cmd: 'wait-sync', timeoutMs: 30000 });
       const st = (await ctl(c, 1, { cmd: 'status' })) as ResourceStatus;
       const moved = st.peers[0]?.lastSync?.dataBytes ?? -1;
-      console.log(`run ${run + 1}: ${acked.size} blocks acked before kill -9; resync moved ${moved} B of ${size} B`);
+      console.log(
+        `run ${run + 1}: ${acked.size} blocks acked before kill -9; resync moved ${moved} B of ${size} B`,
+      );
       expect(moved).toBeGreaterThan(0);
       expect(moved).toBeLessThanOrEqual(9 * 4 * MiB);
       expect(await ctl(c, 1, { cmd: 'verify' })).toEqual({ outOfSyncBlocks: 0 });

@@ -23,7 +23,8 @@ async function three(port: number, onNoQuorum: 'io-error' | 'suspend-io', diskle
     diskless: diskless ? [2] : [],
     extra: { quorum: 'majority', onNoQuorum },
   });
-  const rs = (running = await startCluster(cfg)) as [Resource, Resource, Resource];
+  running = await startCluster(cfg);
+  const rs = running as [Resource, Resource, Resource];
   for (const r of rs) await r.waitConnect(5000);
   await rs[0].newCurrentUuidClearBitmap();
   await rs[0].primary();
@@ -82,5 +83,41 @@ describe('3 nodes with majority quorum (diskless tiebreaker)', () => {
     await w;
     expect(done).toBe(true);
     await a.waitSync(5000);
+  });
+});
+
+describe('3 diskful nodes', () => {
+  it('a returning secondary resyncs from the Primary; all three replicas end identical', async () => {
+    const dir = `${t.dir}/c${n++}`;
+    mkdirSync(dir);
+    const cfg = clusterConfig(dir, {
+      nodes: 3,
+      basePort: 7852,
+      size: 16 * MiB,
+      extra: { quorum: 'majority' },
+    });
+    running = await startCluster(cfg);
+    const [a, b, c] = running as [Resource, Resource, Resource];
+    for (const r of running) await r.waitConnect(5000);
+    await a.primary(true); // full initial sync to both
+    for (const r of running) await r.waitSync(20000);
+    c.disconnect();
+    await settle();
+    const bs = backstoreOf(a);
+    const chunk = Buffer.alloc(64 * 1024, 0x5a);
+    for (let off = 0; off < 4 * MiB; off += chunk.length) await bs.write(off / bs.blockSize, chunk);
+    expect(resourceStatus(a).peers.find((p) => p.nodeId === 2)?.outOfSyncKiB).toBe(4096);
+    c.connect();
+    await c.waitSync(20000);
+    await a.waitSync(20000);
+    await b.waitSync(20000);
+    expect(await a.verify()).toBe(0);
+    const fromA = resourceStatus(c).peers.find((p) => p.nodeId === 0);
+    expect(fromA?.lastSync?.dataBytes).toBe(4 * MiB);
+    await stopAll(running);
+    running = [];
+    const { sha256File } = await import('./helpers.js');
+    const h = cfg.nodes.map((nd) => sha256File(nd.disk));
+    expect(new Set(h).size).toBe(1);
   });
 });

@@ -2,7 +2,17 @@ import { openSync, writeSync, closeSync, mkdirSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Resource } from '../../src/replication/resource.js';
 import { resourceStatus } from '../../src/replication/status.js';
-import { backstoreOf, type ClusterOpts, clusterConfig, MiB, randomWrites, sha256File, startCluster, stopAll, tempDir } from './helpers.js';
+import {
+  backstoreOf,
+  type ClusterOpts,
+  clusterConfig,
+  MiB,
+  randomWrites,
+  sha256File,
+  startCluster,
+  stopAll,
+  tempDir,
+} from './helpers.js';
 
 /** MiB changed while the secondary is away (the issue asks for 64; CI default 16). */
 const CHANGE_MIB = Number(process.env['LUNAR_REPL_CHANGE_MIB'] ?? 16);
@@ -23,7 +33,8 @@ const sub = (): string => {
 
 async function freshPair(dir: string, port: number, extra: Omit<ClusterOpts, 'basePort'>) {
   const cfg = clusterConfig(dir, { ...extra, basePort: port });
-  const [a, b] = (running = await startCluster(cfg)) as [Resource, Resource];
+  running = await startCluster(cfg);
+  const [a, b] = running as [Resource, Resource];
   await a.waitConnect(5000);
   await b.waitConnect(5000);
   // New zeroed volumes: skip the initial sync.

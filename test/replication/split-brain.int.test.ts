@@ -38,7 +38,8 @@ async function splitBrain(s: Scenario): Promise<{ a: Resource; b: Resource; file
     net: { afterSb0pri: s.afterSb0pri ?? 'disconnect', afterSb1pri: s.afterSb1pri ?? 'disconnect' },
   });
   port += 2;
-  const [a, b] = (running = await startCluster(cfg)) as [Resource, Resource];
+  running = await startCluster(cfg);
+  const [a, b] = running as [Resource, Resource];
   await a.waitConnect(5000);
   await a.primary(true);
   await a.waitSync(10000);
@@ -62,7 +63,13 @@ async function splitBrain(s: Scenario): Promise<{ a: Resource; b: Resource; file
     const sb = resourceStatus(b).peers[0]!;
     const settled =
       (sa.connection === 'StandAlone' && sb.connection === 'StandAlone' && sa.lastDecision !== '') ||
-      (sa.replication === 'Established' && sb.replication === 'Established' && sa.sync === null && sb.sync === null && a.disk === 'UpToDate' && b.disk === 'UpToDate' && sa.lastDecision !== '');
+      (sa.replication === 'Established' &&
+        sb.replication === 'Established' &&
+        sa.sync === null &&
+        sb.sync === null &&
+        a.disk === 'UpToDate' &&
+        b.disk === 'UpToDate' &&
+        sa.lastDecision !== '');
     if (settled) break;
     if (Date.now() > end) throw new Error(`not settled: ${JSON.stringify([sa, sb])}`);
     await new Promise((r) => setTimeout(r, 20));
@@ -96,16 +103,40 @@ describe('split brain', () => {
 
   const auto: [string, Partial<Scenario>, 'A' | 'B'][] = [
     ['discard-zero-changes', { afterSb0pri: 'discard-zero-changes', writesA: 4, writesB: 0 }, 'A'],
-    ['discard-zero-changes (A unchanged)', { afterSb0pri: 'discard-zero-changes', writesA: 0, writesB: 4 }, 'B'],
+    [
+      'discard-zero-changes (A unchanged)',
+      { afterSb0pri: 'discard-zero-changes', writesA: 0, writesB: 4 },
+      'B',
+    ],
     ['discard-least-changes', { afterSb0pri: 'discard-least-changes', writesA: 2, writesB: 6 }, 'B'],
     ['discard-younger-primary', { afterSb0pri: 'discard-younger-primary', writesA: 2, writesB: 6 }, 'A'],
     ['discard-older-primary', { afterSb0pri: 'discard-older-primary', writesA: 6, writesB: 2 }, 'B'],
-    ['after-sb-1pri discard-secondary', { afterSb1pri: 'discard-secondary', writesA: 6, writesB: 2, bPrimary: true }, 'B'],
-    ['after-sb-1pri consensus', { afterSb0pri: 'discard-least-changes', afterSb1pri: 'consensus', writesA: 6, writesB: 2, aPrimary: true }, 'A'],
+    [
+      'after-sb-1pri discard-secondary',
+      { afterSb1pri: 'discard-secondary', writesA: 6, writesB: 2, bPrimary: true },
+      'B',
+    ],
+    [
+      'after-sb-1pri consensus',
+      {
+        afterSb0pri: 'discard-least-changes',
+        afterSb1pri: 'consensus',
+        writesA: 6,
+        writesB: 2,
+        aPrimary: true,
+      },
+      'A',
+    ],
   ];
   for (const [name, sc, winner] of auto) {
     it(`automatic policy ${name}: ${winner} wins`, async () => {
-      const { a, b, files } = await splitBrain({ writesA: 0, writesB: 0, aPrimary: false, bPrimary: false, ...sc });
+      const { a, b, files } = await splitBrain({
+        writesA: 0,
+        writesB: 0,
+        aPrimary: false,
+        bPrimary: false,
+        ...sc,
+      });
       const st = resourceStatus(winner === 'A' ? a : b).peers[0]!;
       expect(st.lastDecision).toMatch(/split brain, automatically resolved/);
       const w = winner === 'A' ? a : b;

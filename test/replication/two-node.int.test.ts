@@ -23,7 +23,8 @@ afterEach(async () => {
 describe('two nodes, protocol C', () => {
   it('initial full sync, random writes, verify 0 out-of-sync, equal sha256', async () => {
     const cfg = clusterConfig(`${t.dir}`, { basePort: 7800, size: 32 * MiB });
-    const [a, b] = (running = await startCluster(cfg)) as [Resource, Resource];
+    running = await startCluster(cfg);
+    const [a, b] = running as [Resource, Resource];
     await a.waitConnect(5000);
     await b.waitConnect(5000);
     await a.primary(true);

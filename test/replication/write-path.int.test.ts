@@ -4,7 +4,16 @@ import { MemoryBackstore } from '../../src/backstore/memory.js';
 import type { Backstore, WriteOptions } from '../../src/backstore/types.js';
 import { Resource } from '../../src/replication/resource.js';
 import { resourceStatus } from '../../src/replication/status.js';
-import { backstoreOf, clusterConfig, MiB, randomWrites, sha256File, startCluster, stopAll, tempDir } from './helpers.js';
+import {
+  backstoreOf,
+  clusterConfig,
+  MiB,
+  randomWrites,
+  sha256File,
+  startCluster,
+  stopAll,
+  tempDir,
+} from './helpers.js';
 
 const t = tempDir('lunar-repl-wp-');
 afterAll(() => t.cleanup());
@@ -20,21 +29,29 @@ const sub = (): string => {
   return d;
 };
 
-describe('protocols A and B', () => {
+describe('protocols A, B and C', () => {
   for (const [proto, port] of [
     ['A', 7860],
     ['B', 7862],
+    ['C', 7866],
   ] as const) {
     it(`protocol ${proto}: overlapping random writes leave identical replicas`, async () => {
       const cfg = clusterConfig(sub(), { basePort: port, size: 16 * MiB, net: { protocol: proto } });
-      const [a, b] = (running = await startCluster(cfg)) as [Resource, Resource];
+      running = await startCluster(cfg);
+      const [a, b] = running as [Resource, Resource];
       await a.waitConnect(5000);
       await a.newCurrentUuidClearBitmap();
       await a.primary();
       await b.waitSync(5000);
       // Heavy overlap: 400 writes of 4–32 KiB inside 1 MiB at QD32.
       await randomWrites(backstoreOf(a), 400, 3, { qd: 32, within: [0, MiB], maxBlocks4k: 8 });
-      await backstoreOf(a).flush();
+      const bs = backstoreOf(a);
+      // Unmap and write-same travel too (zeroes without payload, patterns as data).
+      await bs.unmap(0, 64);
+      await bs.writeSame(128, 64, Buffer.alloc(bs.blockSize, 0x77), { fua: true });
+      await bs.flush();
+      expect((await bs.read(130, 1)).equals(Buffer.alloc(bs.blockSize, 0x77))).toBe(true);
+      expect((await bs.read(3, 1)).equals(Buffer.alloc(bs.blockSize))).toBe(true);
       expect(await a.verify()).toBe(0);
       expect(resourceStatus(a).stats.conflicts).toBeGreaterThan(0);
       await stopAll(running);
@@ -71,10 +88,8 @@ describe('peer timeouts', () => {
       stores.set(node.id, s);
       return s;
     };
-    const [a, b] = (running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }))) as [
-      Resource,
-      Resource,
-    ];
+    running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }));
+    const [a, b] = running as [Resource, Resource];
     await a.up();
     await b.up();
     await a.waitConnect(5000);

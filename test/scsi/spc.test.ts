@@ -30,7 +30,7 @@ describe('INQUIRY', () => {
     const f = await fixture();
     const sup = (await f.run(cdb.inquiry(true, 0, 255))).dataIn!;
     const pages = [...sup.subarray(4, 4 + sup.readUInt16BE(2))];
-    expect(pages).toEqual([0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2]);
+    expect(pages).toEqual([0x00, 0x80, 0x83, 0x8f, 0xb0, 0xb1, 0xb2]);
     for (const p of pages) {
       const d = (await f.run(cdb.inquiry(true, p, 255))).dataIn!;
       expect(d[1]).toBe(p);

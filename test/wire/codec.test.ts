@@ -24,7 +24,14 @@ describe('descriptor', () => {
 describe('codec', () => {
   it('round-trips every packet type with header fields', () => {
     for (const t of Object.values(PacketType)) {
-      const h = encodeHeader({ type: t, id: 7, offset: 2 ** 40 + 4096, length: 65536, flags: DataFlags.FUA, seq: 9 });
+      const h = encodeHeader({
+        type: t,
+        id: 7,
+        offset: 2 ** 40 + 4096,
+        length: 65536,
+        flags: DataFlags.FUA,
+        seq: 9,
+      });
       const p = decodeHeader(h);
       expect(p.type).toBe(t);
       expect(p.id).toBe(7);
@@ -68,7 +75,10 @@ describe('codec', () => {
 
 describe('FrameReader', () => {
   const payload = Buffer.alloc(10000, 0xab);
-  const f1 = encodeFrameBuffer({ type: PacketType.DATA, id: 1, offset: 4096, length: payload.length }, payload);
+  const f1 = encodeFrameBuffer(
+    { type: PacketType.DATA, id: 1, offset: 4096, length: payload.length },
+    payload,
+  );
   const f2 = encodeFrameBuffer({ type: PacketType.PING });
 
   it('reassembles frames from arbitrary chunking', () => {

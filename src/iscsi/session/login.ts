@@ -9,20 +9,20 @@ import { encodeText, parseText } from '../pdu/text.js';
 import type { LoginRequest, LoginResponse } from '../pdu/types.js';
 import {
   CHAP_HASHES,
-  DEFAULT_CHAP_PREFERENCE,
   chapResponse,
   chapVerify,
+  DEFAULT_CHAP_PREFERENCE,
   decodeBinaryValue,
   decodeNumber,
   encodeHexValue,
 } from './chap.js';
 import {
+  mergeParams,
   type NegotiationResult,
+  negotiate,
   RFC_DEFAULTS,
   type SessionParams,
   type TargetOffer,
-  mergeParams,
-  negotiate,
 } from './params.js';
 
 export interface ChapUsers {

@@ -126,7 +126,7 @@ export interface TargetOffer {
   readonly maxOutstandingR2T: number;
   readonly defaultTime2Wait: number;
   readonly defaultTime2Retain: number;
-  /** Digest preference list (first = preferred). */
+  /** Digests this target allows (the initiator's order decides among them, RFC 7143 §6.2). */
   readonly digests: readonly DigestName[];
   readonly headerDigests?: readonly DigestName[];
   readonly dataDigests?: readonly DigestName[];
@@ -257,8 +257,9 @@ export function negotiate(
       case 'digest': {
         const list = parseDigestList(raw);
         const pref = (key === 'HeaderDigest' ? offer.headerDigests : offer.dataDigests) ?? offer.digests;
-        // Target preference order among what the initiator offered (see report: prefer None).
-        const pick = list ? pref.find((d) => list.includes(d)) : undefined;
+        // RFC 7143 §6.2: the first value of the initiator's list that this target allows; the
+        // target's configured list is the allowed set (e.g. CRC32C only to require digests).
+        const pick = list?.find((d) => pref.includes(d));
         if (!pick) {
           answers.push([key, 'Reject']);
         } else {

@@ -22,6 +22,10 @@ interface Case {
   readonly env?: Record<string, string>;
   readonly args?: readonly string[];
   readonly faultHook?: string;
+  /** Serve a second portal (group 2) on port+1 and pass it as --portal2. */
+  readonly portal2?: boolean;
+  /** A scenario file of ours (test/interop/vm/NAME.sh) instead of a built-in scenario. */
+  readonly file?: string;
 }
 
 const CHAP = { LUNAR_CHAP_USER: 'vmiuser', LUNAR_CHAP_SECRET: 'Secret12345678' };
@@ -61,6 +65,7 @@ const CASES: readonly Case[] = [
   },
   { name: 'reconnect-kill9', scenario: 'reconnect', faultHook: 'kill9-restart' },
   { name: 'xfs-stress', scenario: 'xfs-stress' },
+  { name: 'multipath', scenario: 'multipath', portal2: true },
 ];
 
 const wanted = (process.env['VM_SCENARIOS'] ?? '').split(',').filter(Boolean);
