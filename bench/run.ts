@@ -5,6 +5,7 @@
  *   backstore      file backstore vs fio, same file and patterns (--file --seconds --size --engine)
  *   backstore-mem  60 s QD32 random I/O sampling RSS/heap/external (--seconds --every --file --size)
  *   iscsi          lunar vs tgtd through libiscsi (see bench/iscsi.ts)
+ *   repl           replication: local-only vs protocol A/B/C, resync vs fio (see bench/repl.ts)
  */
 import { relaunchWithThreadPoolSize } from '../src/native/threadpool.js';
 
@@ -13,6 +14,7 @@ const BENCHES: Record<string, (argv: string[]) => Promise<void>> = {
   backstore: async (argv) => (await import('./backstore.js')).runBackstoreBench(argv),
   'backstore-mem': async (argv) => (await import('./backstore.js')).runBackstoreMemBench(argv),
   iscsi: async (argv) => (await import('./iscsi.js')).runIscsiBench(argv),
+  repl: async (argv) => (await import('./repl.js')).runReplBench(argv),
 };
 
 async function main(): Promise<number> {

@@ -9,6 +9,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect } from 'node:net';
 import { writeFileAtomic } from './config.js';
 import { ControlError, type Controller, HTTP_STATUS } from './control.js';
+import {
+  ReplicationAdminError,
+  replicationProc,
+  replicationStatus,
+  replicationVerb,
+  resourceOf,
+} from './replication.js';
 
 type Params = Readonly<Record<string, string>>;
 type Handler = (c: Controller, p: Params, body: Record<string, unknown>, q: URLSearchParams) => unknown;
@@ -18,6 +25,19 @@ interface Route {
   readonly path: string;
   readonly handler: Handler;
   readonly status?: number;
+  /** A streaming route writes the response itself (text lines until the client goes away). */
+  readonly stream?: (c: Controller, p: Params, res: ServerResponse) => void;
+}
+
+/** Replication errors as control API errors (a refused state change is a conflict, exit 3). */
+async function repl<T>(fn: () => T | Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ControlError) throw err;
+    if (err instanceof ReplicationAdminError) throw new ControlError(err.code, 'resource', err.message);
+    throw new ControlError('busy', 'resource', (err as Error).message);
+  }
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -168,6 +188,44 @@ export const ROUTES: readonly Route[] = [
       c.dropSession(int(p['tsih'], 'session'));
       return { dropped: Number(p['tsih']) };
     },
+  },
+  { method: 'GET', path: '/v1/replication', handler: (c) => repl(() => replicationStatus(c.replication)) },
+  {
+    method: 'GET',
+    path: '/v1/replication/:res',
+    handler: (c, p) => repl(() => replicationStatus(c.replication, p['res'] ?? '')[0]),
+  },
+  {
+    method: 'GET',
+    path: '/v1/replication/:res/proc',
+    handler: (c, p) =>
+      repl(() => ({
+        text: replicationProc(c.replication, p['res'] === '-' ? undefined : (p['res'] ?? '')),
+      })),
+  },
+  {
+    method: 'GET',
+    path: '/v1/replication/:res/events',
+    handler: () => ({}),
+    stream: (c, p, res) => {
+      const r = resourceOf(c.replication, p['res'] ?? '').resource;
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
+      for (const l of r.stateLines().values()) res.write(`exists ${l}\n`);
+      res.write('exists -\n');
+      const on = (l: string): void => {
+        res.write(`${l}\n`);
+      };
+      r.on('event', on);
+      res.on('close', () => r.off('event', on));
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/replication/:res/:verb',
+    handler: (c, p, b) =>
+      repl(async () => ({
+        result: await replicationVerb(c.replication, p['res'] ?? '', p['verb'] ?? '', b),
+      })),
   },
   {
     method: 'POST',
@@ -332,6 +390,16 @@ export async function startControlServer(opts: ControlServerOptions): Promise<Co
             },
           });
         else send(res, 404, { error: { code: 'not_found', message: `no such endpoint ${url.pathname}` } });
+        return;
+      }
+      if (route.stream !== undefined) {
+        try {
+          route.stream(opts.controller, params, res);
+        } catch (err) {
+          throw err instanceof ReplicationAdminError
+            ? new ControlError(err.code, 'resource', err.message)
+            : err;
+        }
         return;
       }
       const body = req.method === 'GET' || req.method === 'DELETE' ? {} : await readBody(req);

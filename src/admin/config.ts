@@ -7,8 +7,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
+import { loadResourceConfig, parseResourceConfig, type ResourceConfig } from '../replication/config.js';
 import { type Document, isMap, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 
 export interface PortalSpec {
@@ -24,7 +25,9 @@ export interface ChapUser {
 
 export interface LunSpec {
   readonly lun: number;
-  readonly backstore: 'file' | 'memory' | 'null';
+  readonly backstore: 'file' | 'memory' | 'null' | 'replicated';
+  /** Replicated backstore: name of a resource of the `resources:` section. */
+  readonly resource?: string;
   readonly path?: string;
   /** Bytes. */
   readonly size?: number;
@@ -75,8 +78,26 @@ export interface AluaSpec {
   readonly explicit?: boolean;
 }
 
+/**
+ * A replicated resource run by this daemon (docs/config.md, docs/replication.md): either a
+ * reference to a resource file (`file:`) or the resource inline (same fields as the file).
+ */
+export interface ResourceRef {
+  readonly name: string;
+  /** Absolute path of the resource file, when the resource is not inline. */
+  readonly file?: string;
+  /** Inline resource object (relative disk paths resolve against the data directory). */
+  readonly inline?: Readonly<Record<string, unknown>>;
+  /** This daemon's node id in the resource (else --node, else the node whose address is local). */
+  readonly node?: number;
+  /** Block size of the resource (for the LUN). */
+  readonly blockSize: number;
+}
+
 export interface LunarConfig {
   readonly portals: readonly PortalSpec[];
+  /** Replicated resources (DRBD-like) this daemon runs; LUNs use them with `backstore: replicated`. */
+  readonly resources?: readonly ResourceRef[];
   readonly targets: readonly TargetSpec[];
   readonly discovery?: { readonly chap?: { readonly users: readonly ChapUser[] } };
   /** CHAP accounts (tgtadm's account list); a target uses the ones copied into its `chap`. */
@@ -126,6 +147,16 @@ export const CONFIG_SCHEMA = {
       },
     },
     accounts: { type: 'array', items: chapUser },
+    resources: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          file: { type: 'string', minLength: 1 },
+          node: { type: 'integer', minimum: 0, maximum: 3 },
+        },
+      },
+    },
     discovery: {
       type: 'object',
       additionalProperties: false,
@@ -210,7 +241,8 @@ export const CONFIG_SCHEMA = {
               required: ['lun', 'backstore'],
               properties: {
                 lun: { type: 'integer', minimum: 0, maximum: 16383 },
-                backstore: { enum: ['file', 'memory', 'null'] },
+                backstore: { enum: ['file', 'memory', 'null', 'replicated'] },
+                resource: { type: 'string', minLength: 1 },
                 path: { type: 'string', minLength: 1 },
                 size: {
                   anyOf: [
@@ -400,7 +432,7 @@ export function parseConfig(text: string, file: string): LoadedConfig {
     }
     throw new ConfigError([...new Set(problems)]);
   }
-  const config = normalise(raw as RawConfig, at, problems);
+  const config = normalise(raw as RawConfig, at, problems, dirname(resolvePath(file)));
   if (problems.length) throw new ConfigError(problems);
   return { config, document: doc, file };
 }
@@ -421,7 +453,8 @@ export function loadConfig(file: string): LoadedConfig {
 
 interface RawLun {
   lun: number;
-  backstore: 'file' | 'memory' | 'null';
+  backstore: 'file' | 'memory' | 'null' | 'replicated';
+  resource?: string;
   path?: string;
   size?: number | string;
   blockSize?: 512 | 4096;
@@ -450,13 +483,60 @@ interface RawTarget {
   luns: RawLun[];
 }
 interface RawConfig {
+  resources?: (Record<string, unknown> & { file?: string; node?: number })[];
   accounts?: ChapUser[];
   portals?: { listen: string; group?: number }[];
   discovery?: { chap?: { users: ChapUser[] } };
   targets?: RawTarget[];
 }
 
-function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, problems: string[]): LunarConfig {
+/** Validates the `resources:` section (a referenced file is read and checked too). */
+function normaliseResources(
+  raw: RawConfig,
+  at: (p: (string | number)[]) => string,
+  problems: string[],
+  baseDir: string,
+): ResourceRef[] {
+  const out: ResourceRef[] = [];
+  (raw.resources ?? []).forEach((r, i) => {
+    const where = `${at(['resources', i])}: resources[${i}]`;
+    const { file, node, ...inline } = r;
+    let cfg: ResourceConfig;
+    let abs: string | undefined;
+    try {
+      if (file !== undefined) {
+        if (Object.keys(inline).length > 0)
+          throw new Error(
+            `give either file: or the resource inline, not both (${Object.keys(inline).join(', ')})`,
+          );
+        abs = isAbsolute(file) ? file : resolvePath(baseDir, file);
+        cfg = loadResourceConfig(abs);
+      } else cfg = parseResourceConfig(inline, baseDir);
+    } catch (err) {
+      problems.push(`${where}: ${(err as Error).message}`);
+      return;
+    }
+    if (node !== undefined && !cfg.nodes.some((n) => n.id === node))
+      problems.push(`${where}.node: resource ${cfg.name} has no node ${node}`);
+    if (out.some((o) => o.name === cfg.name))
+      problems.push(`${where}: resource ${cfg.name} is defined twice`);
+    out.push({
+      name: cfg.name,
+      ...(abs !== undefined ? { file: abs } : { inline }),
+      ...(node !== undefined ? { node } : {}),
+      blockSize: cfg.blockSize,
+    });
+  });
+  return out;
+}
+
+function normalise(
+  raw: RawConfig,
+  at: (p: (string | number)[]) => string,
+  problems: string[],
+  baseDir = process.cwd(),
+): LunarConfig {
+  const resources = normaliseResources(raw, at, problems, baseDir);
   const portals: PortalSpec[] = [];
   const seenListen = new Set<string>();
   (raw.portals ?? [{ listen: `127.0.0.1:${DEFAULT_PORT}` }]).forEach((p, i) => {
@@ -519,18 +599,38 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
           problems.push(`${lp('size')}: ${(err as Error).message}`);
         }
       }
-      const blockSize = l.blockSize ?? 512;
+      const res = l.backstore === 'replicated' ? resources.find((r) => r.name === l.resource) : undefined;
+      if (l.backstore === 'replicated') {
+        if (l.resource === undefined)
+          problems.push(`${lp('resource')}: a replicated backstore needs a resource`);
+        else if (res === undefined)
+          problems.push(`${lp('resource')}: no resource "${l.resource}" in the resources: section`);
+        if (l.size !== undefined)
+          problems.push(`${lp('size')}: a replicated LUN has the size of its resource`);
+        if (res !== undefined && l.blockSize !== undefined && l.blockSize !== res.blockSize)
+          problems.push(`${lp('blockSize')}: resource ${res.name} has block size ${res.blockSize}`);
+      } else if (l.resource !== undefined)
+        problems.push(`${lp('resource')}: only a replicated backstore has a resource`);
+      const blockSize = l.blockSize ?? (res?.blockSize as 512 | 4096 | undefined) ?? 512;
       if (l.physicalBlockSize !== undefined && l.physicalBlockSize < blockSize)
-        problems.push(`${lp('physicalBlockSize')}: ${l.physicalBlockSize} is smaller than the block size ${blockSize}`);
+        problems.push(
+          `${lp('physicalBlockSize')}: ${l.physicalBlockSize} is smaller than the block size ${blockSize}`,
+        );
       if (size !== undefined && size % blockSize !== 0)
         problems.push(`${lp('size')}: ${size} bytes is not a multiple of the block size ${blockSize}`);
       if (l.backstore === 'file' && !l.path) problems.push(`${lp('path')}: a file backstore needs a path`);
       if (l.backstore !== 'file' && l.path) problems.push(`${lp('path')}: only a file backstore has a path`);
-      if (l.backstore !== 'file' && size === undefined && l.size === undefined)
+      if (
+        l.backstore !== 'file' &&
+        l.backstore !== 'replicated' &&
+        size === undefined &&
+        l.size === undefined
+      )
         problems.push(`${lp('size')}: a ${l.backstore} backstore needs a size`);
       return {
         lun: l.lun,
         backstore: l.backstore,
+        ...(l.resource !== undefined ? { resource: l.resource } : {}),
         ...(l.path !== undefined ? { path: l.path } : {}),
         ...(size !== undefined ? { size } : {}),
         blockSize,
@@ -598,6 +698,7 @@ function normalise(raw: RawConfig, at: (p: (string | number)[]) => string, probl
   );
   return {
     portals,
+    ...(resources.length > 0 ? { resources } : {}),
     targets,
     ...(raw.discovery?.chap ? { discovery: { chap: { users: raw.discovery.chap.users } } } : {}),
     ...(raw.accounts !== undefined ? { accounts: raw.accounts } : {}),

@@ -21,6 +21,7 @@ import {
   type TargetSpec,
   writeFileAtomic,
 } from './config.js';
+import { type ReplicationContext, resourcesOfTarget } from './replication.js';
 import type { Runtime } from './runtime.js';
 
 export const ERROR_CODES = ['not_found', 'exists', 'invalid', 'busy', 'unsupported', 'internal'] as const;
@@ -347,6 +348,17 @@ export class Controller {
       targets: this.config.targets.length,
       luns: this.config.targets.reduce((n, t) => n + t.luns.length, 0),
       sessions: this.sessions().length,
+    };
+  }
+
+  /** Replicated resources of the daemon, for `lunar repl …` (routes /v1/replication/…). */
+  get replication(): ReplicationContext {
+    return {
+      resources: this.#runtime.resources,
+      sessionsUsing: (name) =>
+        this.config.targets
+          .filter((t) => resourcesOfTarget(t).includes(name))
+          .flatMap((t) => this.sessions(t.name)),
     };
   }
 

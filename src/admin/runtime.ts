@@ -11,8 +11,10 @@ import { type AluaStateName, toAluaState } from '../scsi/alua.js';
 import { createScsiTarget, type LogicalUnitConfig, type LunarScsiTarget } from '../scsi/index.js';
 import { FileAtomicJournal } from '../scsi/atomic.js';
 import { FilePrStore } from '../scsi/pr-store.js';
+import { ReplicatedBackstore } from '../replication/backstore.js';
 import type { Logger } from '../util/log.js';
 import type { LunarConfig, LunSpec, TargetSpec } from './config.js';
+import { openResources, type ResourceHandle, resourcesOfTarget } from './replication.js';
 
 /** Fields whose change needs the backing store reopened. */
 const BACKSTORE_FIELDS = ['backstore', 'path', 'size', 'blockSize', 'readOnly', 'direct'] as const;
@@ -56,10 +58,27 @@ export interface Runtime {
    * (its ACL admits nobody); sessions already in stay. Kept in memory (tgtadm's state), not saved.
    */
   setOffline(name: string | undefined, offline: boolean): void;
+  /** Replicated resources this daemon runs (`resources:` in the config), by name. */
+  readonly resources: ReadonlyMap<string, ResourceHandle>;
 }
 
-export async function openLun(spec: LunSpec, dataDir: string): Promise<Backstore> {
+export interface RuntimeOptions {
+  /** This node's id in every replicated resource (`lunar serve --node`). */
+  readonly nodeId?: number;
+}
+
+export async function openLun(
+  spec: LunSpec,
+  dataDir: string,
+  resources?: ReadonlyMap<string, ResourceHandle>,
+): Promise<Backstore> {
   switch (spec.backstore) {
+    case 'replicated': {
+      const h = resources?.get(spec.resource ?? '');
+      if (h === undefined)
+        throw new Error(`LUN ${spec.lun}: resource ${spec.resource ?? '?'} is not running`);
+      return new ReplicatedBackstore(h.resource);
+    }
     case 'file': {
       const path = isAbsolute(spec.path ?? '') ? (spec.path as string) : join(dataDir, spec.path ?? '');
       return openBackstore({
@@ -89,6 +108,8 @@ async function atomicJournal(
   dataDir: string,
 ): Promise<FileAtomicJournal | undefined> {
   if (!bs.capabilities.persistent || bs.capabilities.readOnly || !l.id) return undefined;
+  // A node-local journal cannot follow a replicated LUN to the other node: not used there.
+  if (bs.kind === 'replicated') return undefined;
   const j = new FileAtomicJournal(join(dataDir, 'journal'), l.id);
   await j.recover(bs);
   return j;
@@ -126,10 +147,11 @@ async function buildTarget(
   dataDir: string,
   opened: Map<string, Backstore>,
   portals: readonly { group: number }[] = [],
+  resources?: ReadonlyMap<string, ResourceHandle>,
 ): Promise<IscsiTargetConfig> {
   const luns = [];
   for (const l of t.luns) {
-    const bs = await openLun(l, dataDir);
+    const bs = await openLun(l, dataDir, resources);
     opened.set(`${t.name}/${l.lun}`, bs);
     luns.push(luConfig(l, bs, await atomicJournal(l, bs, dataDir)));
   }
@@ -184,27 +206,43 @@ function iscsiTargetConfig(t: TargetSpec, scsi: LunarScsiTarget): IscsiTargetCon
 }
 
 /** Opens every backstore and starts listening. On failure, closes what it opened. */
-export async function startRuntime(config: LunarConfig, dataDir: string, log: Logger): Promise<Runtime> {
+export async function startRuntime(
+  config: LunarConfig,
+  dataDir: string,
+  log: Logger,
+  ropts: RuntimeOptions = {},
+): Promise<Runtime> {
   const opened = new Map<string, Backstore>();
+  const resources = await openResources(config, dataDir, log, ropts.nodeId);
   const closeAll = async () => {
     await Promise.allSettled([...opened.values()].map((b) => b.close()));
+    for (const h of resources.values()) await h.resource.down().catch(() => undefined);
   };
   let server: IscsiServer;
   const scsiTargets = new Map<string, LunarScsiTarget>();
   const specs = new Map(config.targets.map((t) => [t.name, t]));
   const offline = new Set<string>();
   let systemOffline = false;
+  /**
+   * A target exporting a replicated resource is offered only while that resource is Primary here
+   * (as tgtd on DRBD: the target runs where the device is Primary). Otherwise it is hidden from
+   * SendTargets and logins are refused, like an offline target.
+   */
+  const notPrimary = (t: TargetSpec): boolean =>
+    resourcesOfTarget(t).some((n) => resources.get(n)?.resource.role !== 'Primary');
   /** The iSCSI settings of a target as they apply now (offline: nobody may log in). */
   const effective = (t: TargetSpec, scsi: LunarScsiTarget): IscsiTargetConfig => {
     const cfg = iscsiTargetConfig(t, scsi);
-    return systemOffline || offline.has(t.name) ? { ...cfg, acl: { initiators: [], addresses: [] } } : cfg;
+    return systemOffline || offline.has(t.name) || notPrimary(t)
+      ? { ...cfg, acl: { initiators: [], addresses: [] } }
+      : cfg;
   };
   try {
     const targets: IscsiTargetConfig[] = [];
     for (const t of config.targets) {
-      const built = await buildTarget(t, dataDir, opened, config.portals);
+      const built = await buildTarget(t, dataDir, opened, config.portals, resources);
       scsiTargets.set(t.name, built.scsi as LunarScsiTarget);
-      targets.push(built);
+      targets.push(notPrimary(t) ? effective(t, built.scsi as LunarScsiTarget) : built);
     }
     const cfg: IscsiServerConfig = {
       portals: config.portals.map((p) => ({ host: p.host, port: p.port, portalGroupTag: p.group })),
@@ -224,6 +262,24 @@ export async function startRuntime(config: LunarConfig, dataDir: string, log: Lo
     await closeAll();
     throw err;
   }
+  // Role changes of a resource show or hide the targets exporting it.
+  const primaryNow = new Map<string, boolean>();
+  for (const [name, h] of resources) {
+    primaryNow.set(name, h.resource.role === 'Primary');
+    h.resource.on('event', () => {
+      const p = h.resource.role === 'Primary';
+      if (primaryNow.get(name) === p) return;
+      primaryNow.set(name, p);
+      for (const [n, t] of specs) {
+        if (!resourcesOfTarget(t).includes(name)) continue;
+        const scsi = scsiTargets.get(n);
+        if (scsi === undefined) continue;
+        server.updateTarget(effective(t, scsi));
+        log.info(`target ${n}: resource ${name} is ${h.resource.role}: ${p ? 'offered' : 'hidden'}`);
+        if (!p) for (const s of server.sessions()) if (s.target === n) server.dropSession(s.tsih);
+      }
+    });
+  }
   for (const [name, bs] of opened) {
     if (bs.kind === 'file' && !bs.capabilities.directIo) {
       log.warn(`${name}: ${bs.description}: the filesystem refused O_DIRECT; using buffered I/O`);
@@ -240,6 +296,7 @@ export async function startRuntime(config: LunarConfig, dataDir: string, log: Lo
   return {
     server,
     backstores: opened,
+    resources,
     scsiTarget: (name) => scsiTargets.get(name),
     setOffline(name, value) {
       if (name === undefined) systemOffline = value;
@@ -266,8 +323,10 @@ export async function startRuntime(config: LunarConfig, dataDir: string, log: Lo
           const fresh = new Map<string, Backstore>();
           let built: IscsiTargetConfig;
           try {
-            built = await buildTarget(t, dataDir, fresh, to.portals);
-            server.addTarget(systemOffline ? effective(t, built.scsi as LunarScsiTarget) : built);
+            built = await buildTarget(t, dataDir, fresh, to.portals, resources);
+            server.addTarget(
+              systemOffline || notPrimary(t) ? effective(t, built.scsi as LunarScsiTarget) : built,
+            );
           } catch (err) {
             await Promise.allSettled([...fresh.values()].map((b) => b.close()));
             throw err;
@@ -294,7 +353,7 @@ export async function startRuntime(config: LunarConfig, dataDir: string, log: Lo
           let bs = opened.get(key);
           const reopen = !was || !bs || BACKSTORE_FIELDS.some((f) => !sameJson(was[f], l[f]));
           if (reopen) {
-            const nbs = await openLun(l, dataDir);
+            const nbs = await openLun(l, dataDir, resources);
             if (was) {
               scsi.removeLun(n);
               await closeLun(key);

@@ -27,6 +27,7 @@ import { portInUseMessage } from '../admin/portinfo.js';
 import { startRuntime } from '../admin/runtime.js';
 import { createLogger, LOG_LEVELS, type LogFormat, type LogLevel } from '../util/log.js';
 import { registerCommands } from './commands.js';
+import { registerBenchCommand, registerReplCommands } from './repl.js';
 
 import { EXIT, EXIT_HELP } from './exit.js';
 
@@ -96,6 +97,7 @@ interface ServeOptions {
   logFormat: LogFormat;
   stopTimeout: string;
   controlListen?: string;
+  node?: string;
 }
 
 async function serve(opts: ServeOptions): Promise<number> {
@@ -132,7 +134,11 @@ async function serve(opts: ServeOptions): Promise<number> {
   const release = acquirePidFile(join(dataDir, 'lunar.pid'));
   let runtime: Awaited<ReturnType<typeof startRuntime>>;
   try {
-    runtime = await startRuntime(config, dataDir, log);
+    if (opts.node !== undefined && !/^[0-3]$/.test(opts.node))
+      throw new Error(`--node "${opts.node}" must be a node id 0..3 of the replicated resources`);
+    runtime = await startRuntime(config, dataDir, log, {
+      ...(opts.node !== undefined ? { nodeId: Number(opts.node) } : {}),
+    });
   } catch (err) {
     release();
     const m = /iSCSI portal (\S+): address already in use/.exec((err as Error).message);
@@ -181,7 +187,12 @@ async function serve(opts: ServeOptions): Promise<number> {
   }
   for (const t of config.targets) {
     for (const l of t.luns) {
-      const where = l.backstore === 'file' ? join(dataDir, l.path ?? '') : l.backstore;
+      const where =
+        l.backstore === 'file'
+          ? join(dataDir, l.path ?? '')
+          : l.backstore === 'replicated'
+            ? `replicated resource ${l.resource ?? '?'} (offered while Primary here)`
+            : l.backstore;
       log.info(`target ${t.name} LUN ${l.lun}: ${where}${l.readOnly ? ' (read-only)' : ''}`);
     }
   }
@@ -272,6 +283,10 @@ export function buildProgram(): Command {
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'json']).default('text'))
     .option('--stop-timeout <seconds>', 'how long to wait for initiators to log out on stop', '5')
     .option(
+      '--node <id>',
+      'this node id in the replicated resources of the config (default: the node whose address is local)',
+    )
+    .option(
       '--control-listen <host:port>',
       'also serve the control API over HTTP on this loopback address, with the bearer token in DATA/token (e.g. 127.0.0.1:3261)',
     )
@@ -297,6 +312,8 @@ ${EXIT_HELP}
       program.setOptionValue('exit', await serve(o));
     });
   registerCommands(program);
+  registerReplCommands(program);
+  registerBenchCommand(program);
   program.addHelpText(
     'after',
     `\nDOCUMENTATION\n  docs/cli.md, docs/control-api.md, docs/tgtadm.md, docs/config.md\n\n${EXIT_HELP}\n`,

@@ -11,7 +11,9 @@
  * load (a write load generator for tests and demos: FUA writes of stamped 4 KiB blocks, one
  * `{"ack":seq,"block":n}` line per acknowledged write, then the usual reply).
  */
+import { randomBytes } from 'node:crypto';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Backstore } from '../backstore/types.js';
 import { ReplicatedBackstore } from './backstore.js';
 import type { ResourceConfig } from './config.js';
 import { removeStale, type Resource } from './resource.js';
@@ -40,6 +42,7 @@ export const CONTROL_COMMANDS = [
   'proc',
   'events',
   'load',
+  'bench',
   'shutdown',
 ] as const;
 
@@ -190,6 +193,15 @@ async function handle(r: Resource, sock: Socket, line: string, o: ControlServerO
     }
     return;
   }
+  if (req.cmd === 'bench') {
+    try {
+      const result = await benchLoad(r, req);
+      if (!sock.destroyed) sock.write(`${JSON.stringify({ ok: true, result })}\n`);
+    } catch (e) {
+      if (!sock.destroyed) sock.write(`${JSON.stringify({ ok: false, error: (e as Error).message })}\n`);
+    }
+    return;
+  }
   if (req.cmd === 'shutdown') {
     sock.end(`${JSON.stringify({ ok: true, result: null })}\n`);
     o.onShutdown?.();
@@ -274,4 +286,81 @@ async function load(r: Resource, req: ControlRequest, ack: (line: string) => voi
   const t0 = Date.now();
   await Promise.all(Array.from({ length: qd }, worker));
   return { acked, ms: Date.now() - t0 };
+}
+
+export interface BenchResult {
+  readonly ios: number;
+  readonly bytes: number;
+  readonly secs: number;
+  readonly iops: number;
+  readonly mibps: number;
+  readonly meanUs: number;
+  readonly p50Us: number;
+  readonly p99Us: number;
+  /** Latency percentiles 0, 1, …, 100 (µs), for distribution charts. */
+  readonly cdfUs: readonly number[];
+}
+
+/**
+ * Benchmark load (bench/repl.ts): `size`-byte writes at queue depth `qd` for `seconds` (after
+ * `warmupMs` not counted), random (`pattern: 'rand'`) or sequential; `raw: true` writes the local
+ * backing store directly (the local-only baseline, no replication). Buffers are allocated once.
+ */
+export async function benchLoad(r: Resource, req: ControlRequest): Promise<BenchResult> {
+  const n = (k: string, d: number): number => (typeof req[k] === 'number' ? (req[k] as number) : d);
+  const size = n('size', 4096);
+  const qd = n('qd', 1);
+  const seconds = n('seconds', 3);
+  const warmupMs = n('warmupMs', 300);
+  const seq = req['pattern'] === 'seq';
+  const fua = req['fua'] === true;
+  const raw = req['raw'] === true;
+  const bs: Backstore | null = raw ? r.backing : new ReplicatedBackstore(r);
+  if (bs === null) throw new Error('bench: no local disk');
+  const per = size / bs.blockSize;
+  const slots = Math.floor(r.sizeBytes / size);
+  const bufs = Array.from({ length: qd }, () => randomBytes(size));
+  let seed = 0x2545f491;
+  const rand = (): number => {
+    seed ^= seed << 13;
+    seed >>>= 0;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    seed >>>= 0;
+    return seed / 0x100000000;
+  };
+  let next = 0;
+  const lat: number[] = [];
+  let recording = false;
+  let stopAt = Date.now() + warmupMs + seconds * 1000;
+  const worker = async (i: number): Promise<void> => {
+    const buf = bufs[i] as Buffer;
+    while (Date.now() < stopAt) {
+      const slot = seq ? next++ % slots : Math.floor(rand() * slots);
+      const t0 = performance.now();
+      await bs.write(slot * per, buf, { fua });
+      if (recording) lat.push((performance.now() - t0) * 1000);
+    }
+  };
+  const started = Promise.all(Array.from({ length: qd }, (_, i) => worker(i)));
+  await new Promise((res) => setTimeout(res, warmupMs));
+  recording = true;
+  const t0 = performance.now();
+  stopAt = Date.now() + seconds * 1000;
+  await started;
+  const secs = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  const pct = (p: number): number => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))] ?? 0;
+  const ios = lat.length;
+  return {
+    ios,
+    bytes: ios * size,
+    secs,
+    iops: ios / secs,
+    mibps: (ios * size) / 1048576 / secs,
+    meanUs: lat.reduce((a, b) => a + b, 0) / Math.max(1, ios),
+    p50Us: pct(50),
+    p99Us: pct(99),
+    cdfUs: Array.from({ length: 101 }, (_, p) => pct(p)),
+  };
 }

@@ -93,7 +93,9 @@ const STANDBY = new Set<string>([
 ]);
 
 const opKey = (opcode: number, sa: number | undefined): string =>
-  sa === undefined ? opcode.toString(16).padStart(2, '0') : `${opcode.toString(16).padStart(2, '0')}/${sa.toString(16).padStart(2, '0')}`;
+  sa === undefined
+    ? opcode.toString(16).padStart(2, '0')
+    : `${opcode.toString(16).padStart(2, '0')}/${sa.toString(16).padStart(2, '0')}`;
 
 /** Throws the NOT READY sense for a command the port group's state refuses. */
 export function aluaCheck(state: AluaState, opcode: number, sa: number | undefined): void {
@@ -152,7 +154,8 @@ export function setTargetPortGroups(ctx: CommandContext): Outcome {
   const length = cdb.readUInt32BE(6);
   const p = ctx.cmd.dataOut;
   if (length === 0) return GOOD;
-  if (length < 4 || (length - 4) % 4 !== 0 || p.length < length) throw illegal(Asc.PARAMETER_LIST_LENGTH_ERROR);
+  if (length < 4 || (length - 4) % 4 !== 0 || p.length < length)
+    throw illegal(Asc.PARAMETER_LIST_LENGTH_ERROR);
   const known = new Set(alua.groups().map((g) => g.id));
   const changes = new Map<number, AluaState>();
   for (let off = 4; off < length; off += 4) {

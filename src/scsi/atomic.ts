@@ -26,7 +26,8 @@ import { ScsiStatus } from './types.js';
 /** Largest atomic write, in bytes (VPD B0h MAXIMUM ATOMIC TRANSFER LENGTH = this / block size). */
 export const MAX_ATOMIC_BYTES = 2 * 1024 * 1024;
 
-export const maxAtomicBlocks = (lu: LogicalUnit): number => Math.max(1, Math.floor(MAX_ATOMIC_BYTES / lu.blockSize));
+export const maxAtomicBlocks = (lu: LogicalUnit): number =>
+  Math.max(1, Math.floor(MAX_ATOMIC_BYTES / lu.blockSize));
 
 /** Whether the LU offers WRITE ATOMIC(16). */
 export const atomicSupported = (lu: LogicalUnit): boolean =>
@@ -54,7 +55,11 @@ export class FileAtomicJournal implements AtomicJournal {
     MAGIC.copy(h);
     h.writeBigUInt64BE(BigInt(lba), MAGIC.length);
     h.writeUInt32BE(data.length, MAGIC.length + 8);
-    createHash('sha256').update(h.subarray(0, MAGIC.length + 12)).update(data).digest().copy(h, MAGIC.length + 12);
+    createHash('sha256')
+      .update(h.subarray(0, MAGIC.length + 12))
+      .update(data)
+      .digest()
+      .copy(h, MAGIC.length + 12);
     const fd = openSync(this.file, 'w', 0o600);
     try {
       writeSync(fd, Buffer.concat([h, data]));

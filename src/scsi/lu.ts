@@ -3,12 +3,12 @@
  * unit attentions per I_T nexus, task ordering.
  */
 import type { Backstore } from '../backstore/types.js';
-import { PersistentReservations } from './pr.js';
 import type { AtomicJournal } from './atomic.js';
+import { PersistentReservations } from './pr.js';
 import type { PrStore } from './pr-store.js';
-import type { CopyResult } from './xcopy.js';
 import { TaskScheduler } from './scheduler.js';
 import { Asc } from './sense.js';
+import type { CopyResult } from './xcopy.js';
 
 export interface LogicalUnitConfig {
   readonly lun: number;

@@ -7,7 +7,16 @@
  * The interface is deliberately snapshot-based (whole state, versioned by the PR generation) so a
  * replicated or clustered store (#6) can ship the same JSON between nodes and pick the newest.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 
 /** One registration, JSON-safe. `isid` / `portalGroupTag` absent: any ISID / all target ports. */
@@ -86,7 +95,8 @@ export class FilePrStore implements PrStore {
       return undefined;
     }
     const s = JSON.parse(text) as PrSnapshot;
-    if (s.version !== 1 || !Array.isArray(s.registrations)) throw new Error(`${this.path(luId)}: not a PR snapshot`);
+    if (s.version !== 1 || !Array.isArray(s.registrations))
+      throw new Error(`${this.path(luId)}: not a PR snapshot`);
     return s;
   }
 

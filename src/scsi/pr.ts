@@ -88,7 +88,9 @@ function intersects(a: Registration, b: Registration): boolean {
     a.initiatorName.toLowerCase() === b.initiatorName.toLowerCase() &&
     (a.isid === undefined || b.isid === undefined || a.isid === b.isid) &&
     a.targetName === b.targetName &&
-    (a.portalGroupTag === undefined || b.portalGroupTag === undefined || a.portalGroupTag === b.portalGroupTag)
+    (a.portalGroupTag === undefined ||
+      b.portalGroupTag === undefined ||
+      a.portalGroupTag === b.portalGroupTag)
   );
 }
 
@@ -156,14 +158,16 @@ export class PersistentReservations {
   }
 
   snapshot(): PrSnapshot {
-    const registrations = this.registrations.map((r): PrRegistrationSnapshot => ({
-      key: r.key.toString(16).padStart(16, '0'),
-      initiatorName: r.initiatorName,
-      ...(r.isid !== undefined ? { isid: r.isid } : {}),
-      targetName: r.targetName,
-      ...(r.portalGroupTag !== undefined ? { portalGroupTag: r.portalGroupTag } : {}),
-      relativeTargetPortId: r.relativeTargetPortId,
-    }));
+    const registrations = this.registrations.map(
+      (r): PrRegistrationSnapshot => ({
+        key: r.key.toString(16).padStart(16, '0'),
+        initiatorName: r.initiatorName,
+        ...(r.isid !== undefined ? { isid: r.isid } : {}),
+        targetName: r.targetName,
+        ...(r.portalGroupTag !== undefined ? { portalGroupTag: r.portalGroupTag } : {}),
+        relativeTargetPortId: r.relativeTargetPortId,
+      }),
+    );
     const res = this.reservation;
     return {
       version: 1,
@@ -190,7 +194,8 @@ export class PersistentReservations {
     }
     const res = s.reservation;
     const holder = res ? this.registrations[res.holder] : undefined;
-    if (res && holder && SUPPORTED_TYPES.has(res.type)) this.reservation = { holder, type: res.type as PrType };
+    if (res && holder && SUPPORTED_TYPES.has(res.type))
+      this.reservation = { holder, type: res.type as PrType };
   }
 }
 
@@ -322,7 +327,12 @@ function nexusKeysOf(ctx: CommandContext, reg: Registration): string[] {
   return [...keys];
 }
 
-function ua(ctx: CommandContext, regs: Iterable<Registration>, except: Registration | undefined, code: number): void {
+function ua(
+  ctx: CommandContext,
+  regs: Iterable<Registration>,
+  except: Registration | undefined,
+  code: number,
+): void {
   for (const r of regs) if (r !== except) for (const k of nexusKeysOf(ctx, r)) ctx.lu.addUa(k, code);
 }
 
@@ -338,7 +348,10 @@ function dropHolderIfGone(ctx: CommandContext, leaving: Registration): void {
   }
   if (r.holder !== leaving) return;
   pr.reservation = undefined;
-  if (r.type === PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY || r.type === PrType.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY)
+  if (
+    r.type === PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY ||
+    r.type === PrType.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY
+  )
     ua(ctx, pr.registrations, leaving, Asc.RESERVATIONS_RELEASED);
 }
 
@@ -495,12 +508,20 @@ function specifiedPorts(ctx: CommandContext, length: number, allTgPt: boolean): 
   return out;
 }
 
-function preempt(ctx: CommandContext, mine: Registration, saKey: bigint, type: PrType, abort: boolean): ScsiResult {
+function preempt(
+  ctx: CommandContext,
+  mine: Registration,
+  saKey: bigint,
+  type: PrType,
+  abort: boolean,
+): ScsiResult {
   const { lu, nexus } = ctx;
   const pr = lu.pr;
   const r = pr.reservation;
   const removeWithKey = (victimKey: bigint | undefined): Registration[] => {
-    const removed = pr.registrations.filter((x) => x !== mine && (victimKey === undefined || x.key === victimKey));
+    const removed = pr.registrations.filter(
+      (x) => x !== mine && (victimKey === undefined || x.key === victimKey),
+    );
     for (const x of removed) pr.remove(x);
     return removed;
   };

@@ -17,7 +17,7 @@
 import { type CommandContext, GOOD, io, type Outcome } from './command.js';
 import type { LogicalUnit } from './lu.js';
 import { Asc, check, invalidField, SenseKey } from './sense.js';
-import { TaskAttribute } from './types.js';
+import { ScsiStatus, TaskAttribute } from './types.js';
 
 export const SanitizeAction = {
   OVERWRITE: 0x01,
@@ -40,7 +40,8 @@ export function allowedWhileSanitizing(opcode: number, sa: number | undefined): 
   );
 }
 
-export const sanitizeInProgress = () => check(SenseKey.NOT_READY, Asc.LOGICAL_UNIT_NOT_READY_SANITIZE_IN_PROGRESS);
+export const sanitizeInProgress = () =>
+  check(SenseKey.NOT_READY, Asc.LOGICAL_UNIT_NOT_READY_SANITIZE_IN_PROGRESS);
 export const sanitizeFailed = () => check(SenseKey.MEDIUM_ERROR, Asc.SANITIZE_COMMAND_FAILED);
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -124,7 +125,8 @@ export function sanitize(action: number) {
         const patLen = p.readUInt16BE(2);
         // libiscsi and SBC-4 differ on the ASC here; the parameter list checks are reported as
         // INVALID FIELD IN CDB (the parameter list length in the CDB does not fit the pattern).
-        if (passes === 0 || test !== 0 || patLen === 0 || patLen > bs || patLen + 4 > length) throw invalidField(7);
+        if (passes === 0 || test !== 0 || patLen === 0 || patLen > bs || patLen + 4 > length)
+          throw invalidField(7);
         const pattern = Buffer.from(p.subarray(4, 4 + patLen));
         op = () => overwrite(lu, pattern, passes, invert);
         break;
@@ -143,9 +145,20 @@ export function sanitize(action: number) {
     }
     const job = start(lu, ause, op);
     if (immed) return GOOD;
+    // IMMED=0: the command ends with the operation; an abort (TMF, reset, nexus loss) ends the
+    // command at once but not the sanitize, which goes on in the background.
+    const signal = ctx.cmd.signal;
     return {
       run: async () => {
-        if (!(await job)) throw sanitizeFailed();
+        let timer: ReturnType<typeof setInterval> | undefined;
+        const aborted = new Promise<'aborted'>((resolve) => {
+          timer = setInterval(() => {
+            if (signal?.aborted) resolve('aborted');
+          }, 50);
+        });
+        const outcome = await Promise.race([job, aborted]).finally(() => clearInterval(timer));
+        if (outcome === 'aborted') return { status: ScsiStatus.TASK_ABORTED };
+        if (!outcome) throw sanitizeFailed();
         return GOOD;
       },
     };

@@ -3,6 +3,8 @@
  * RESERVE/RELEASE(6/10), PREVENT ALLOW MEDIUM REMOVAL, REPORT SUPPORTED OPERATION CODES and
  * REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS.
  */
+
+import { atomicSupported, maxAtomicBlocks } from './atomic.js';
 import {
   type BaseContext,
   type CommandContext,
@@ -13,10 +15,9 @@ import {
   type Outcome,
 } from './command.js';
 import type { LogicalUnit } from './lu.js';
-import { atomicSupported, maxAtomicBlocks } from './atomic.js';
-import { thirdPartyCopyPage } from './xcopy.js';
 import { Asc, buildSense, check, invalidField, SenseKey } from './sense.js';
 import { ScsiStatus } from './types.js';
+import { thirdPartyCopyPage } from './xcopy.js';
 
 /** Version descriptors (SPC-4 table 30): SAM-5, SPC-4, SBC-3, iSCSI. */
 export const VERSION_DESCRIPTORS = [0x00a0, 0x0460, 0x04c0, 0x0960] as const;

@@ -7,14 +7,7 @@
  *
  * Nothing an initiator sends makes `execute` reject: every failure is a CHECK CONDITION.
  */
-import {
-  type BaseContext,
-  type CommandContext,
-  type CommandDescriptor,
-  isDeferred,
-  type Outcome,
-  type TargetView,
-} from './command.js';
+
 import {
   type AluaConfig,
   AluaState,
@@ -25,13 +18,22 @@ import {
   type TargetPort,
   toAluaState,
 } from './alua.js';
+import {
+  type BaseContext,
+  type CommandContext,
+  type CommandDescriptor,
+  isDeferred,
+  type Outcome,
+  type TargetView,
+} from './command.js';
 import { LogicalUnit, type LogicalUnitConfig, LU_ID_RE } from './lu.js';
 import { COMMANDS, SERVICE_ACTION_OPCODES } from './opcodes.js';
 import { allowedWhileSanitizing, sanitizeFailed, sanitizeInProgress } from './sanitize.js';
 
 const SANITIZE_OPCODE = 0x48;
-import { Asc, buildSense, CheckCondition, check, illegal, invalidField, SenseKey } from './sense.js';
+
 import type { PrStore } from './pr-store.js';
+import { Asc, buildSense, CheckCondition, check, illegal, invalidField, SenseKey } from './sense.js';
 import {
   type AbortTasksListener,
   type Nexus,
@@ -131,6 +133,8 @@ class Target implements LunarScsiTarget, TargetView {
   readonly #aluaStates = new Map<number, AluaState>();
   readonly #aluaStatus = new Map<number, number>();
   readonly #abortListeners = new Set<AbortTasksListener>();
+  /** Initiator names × target ports that logged in since the last power on (cold reset). */
+  readonly #seenPorts = new Set<string>();
   readonly alua: AluaView;
 
   constructor(config: ScsiTargetConfig) {
@@ -139,19 +143,19 @@ class Target implements LunarScsiTarget, TargetView {
     for (const p of config.ports ?? []) this.#ports.set(p.relativeTargetPortId, p.portalGroupTag);
     for (const [g, st] of Object.entries(config.alua?.groups ?? {})) {
       const id = Number(g);
-      if (!Number.isInteger(id) || id < 1 || id > 0xffff) throw new RangeError(`ALUA group ${g}: not a portal group tag`);
+      if (!Number.isInteger(id) || id < 1 || id > 0xffff)
+        throw new RangeError(`ALUA group ${g}: not a portal group tag`);
       this.#aluaStates.set(id, toAluaState(st));
     }
     const explicit = config.alua?.explicit === true;
     const transitionTimeSec = config.alua?.transitionTimeSec ?? 10;
-    const self = this;
     this.alua = {
       explicit,
       transitionTimeSec,
-      state: (tpgt) => self.aluaState(tpgt),
-      groups: () => self.#groups(),
-      statusCode: (tpgt) => self.#aluaStatus.get(tpgt) ?? 0,
-      setStates: (changes, by) => self.#setStates(changes, by.explicit, by.nexusKey),
+      state: (tpgt) => this.aluaState(tpgt),
+      groups: () => this.#groups(),
+      statusCode: (tpgt) => this.#aluaStatus.get(tpgt) ?? 0,
+      setStates: (changes, by) => this.#setStates(changes, by.explicit, by.nexusKey),
     };
     for (const c of config.luns) {
       validateConfig(c);
@@ -274,9 +278,17 @@ class Target implements LunarScsiTarget, TargetView {
     this.#nexuses.set(nexus.key, nexus);
     if (!this.#ports.has(nexus.relativeTargetPortId))
       this.#ports.set(nexus.relativeTargetPortId, nexus.portalGroupTag);
+    // POWER ON is reported once per initiator port per power-on of the target: a port that logs
+    // in again (after a logout or a dropped connection) has seen it already, and a login is no
+    // reset. (Otherwise an initiator that cannot keep a session alive, e.g. one that sleeps past
+    // the NOP-In timeout while polling TEST UNIT READY for the end of a sanitize, never gets GOOD.)
+    // (By initiator name and target port: initiators commonly pick a new ISID when they reconnect.)
+    const port = `${nexus.initiatorName}|${nexus.targetName}|${nexus.portalGroupTag}`;
+    const first = !this.#seenPorts.has(port);
+    this.#seenPorts.add(port);
     for (const lu of this.#luns.values()) {
       lu.clearUas(nexus.key);
-      lu.addUa(nexus.key, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED);
+      if (first) lu.addUa(nexus.key, Asc.POWER_ON_RESET_OR_BUS_DEVICE_RESET_OCCURRED);
     }
   }
 
@@ -302,6 +314,9 @@ class Target implements LunarScsiTarget, TargetView {
         for (const l of this.#luns.values()) this.#resetLu(l, Asc.BUS_DEVICE_RESET_FUNCTION_OCCURRED);
         return TmfResponse.COMPLETE;
       case TmfFunction.TARGET_COLD_RESET:
+        this.#seenPorts.clear();
+        for (const n of this.#nexuses.values())
+          this.#seenPorts.add(`${n.initiatorName}|${n.targetName}|${n.portalGroupTag}`);
         for (const l of this.#luns.values()) {
           this.#resetLu(l, Asc.POWER_ON_OCCURRED);
           if (!l.pr.aptpl) l.pr.clear();

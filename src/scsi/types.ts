@@ -49,8 +49,9 @@ export interface ScsiCommand {
   readonly taskAttribute: TaskAttribute;
   /** Transport task tag (iSCSI ITT), for TMF abort matching and logs. */
   readonly taskTag: number;
-  /** Aborted by a TMF while queued/executing: the core checks it between steps and may stop early. */
-  readonly signal?: AbortSignal;
+  /** Aborted by a TMF while queued/executing: the core checks it between steps and may stop early.
+   *  Any object with an `aborted` flag (an AbortSignal works; the iSCSI layer passes its task). */
+  readonly signal?: { readonly aborted: boolean };
 }
 
 export const ScsiStatus = {

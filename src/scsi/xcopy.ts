@@ -67,7 +67,8 @@ export function extendedCopy(ctx: CommandContext): Outcome {
   const segLen = p.readUInt32BE(8);
   const inlineLen = p.readUInt32BE(12);
   if (HEADER + cscdLen + segLen + inlineLen > length) throw illegal(Asc.PARAMETER_LIST_LENGTH_ERROR);
-  if (cscdLen + segLen > XcopyLimits.MAX_DESCRIPTOR_LIST_LENGTH) throw illegal(Asc.PARAMETER_LIST_LENGTH_ERROR);
+  if (cscdLen + segLen > XcopyLimits.MAX_DESCRIPTOR_LIST_LENGTH)
+    throw illegal(Asc.PARAMETER_LIST_LENGTH_ERROR);
   if (inlineLen !== 0) throw illegal(Asc.INLINE_DATA_LENGTH_EXCEEDED);
   if (cscdLen % CSCD_LENGTH !== 0) throw illegal(Asc.PARAMETER_LIST_LENGTH_ERROR);
   const cscdCount = cscdLen / CSCD_LENGTH;
@@ -79,7 +80,8 @@ export function extendedCopy(ctx: CommandContext): Outcome {
     segOffsets.push(off);
     off += 4 + p.readUInt16BE(off + 2);
   }
-  if (segOffsets.length > XcopyLimits.MAX_SEGMENT_DESCRIPTORS) throw illegal(Asc.TOO_MANY_SEGMENT_DESCRIPTORS);
+  if (segOffsets.length > XcopyLimits.MAX_SEGMENT_DESCRIPTORS)
+    throw illegal(Asc.TOO_MANY_SEGMENT_DESCRIPTORS);
 
   // CSCD descriptors: identification descriptors naming one of our LUs (or unreachable)
   const cscds: (LogicalUnit | undefined)[] = [];
@@ -88,7 +90,8 @@ export function extendedCopy(ctx: CommandContext): Outcome {
     const type = p[off] ?? 0;
     if (type !== IDENT_CSCD) throw illegal(Asc.UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE);
     const b1 = p[off + 1] ?? 0;
-    if (b1 >> 6 !== 0) throw invalidParam(off + 1, 7); // LU ID TYPE: only 00b
+    // LU ID TYPE (bits 7-6) qualifies a LU IDENTIFIER field, which an identification descriptor
+    // does not have (it names the LU by its designator): ignored here.
     if ((b1 & 0x1f) !== 0) throw invalidParam(off + 1, 4); // peripheral device type: block
     const codeSet = (p[off + 4] ?? 0) & 0x0f;
     const assocType = p[off + 5] ?? 0;
@@ -145,8 +148,14 @@ export function extendedCopy(ctx: CommandContext): Outcome {
   ]);
   const others: Admission[] = [];
   for (const s of segments) {
-    if (s.src !== lu) others.push(s.src.scheduler.admit(TaskAttribute.SIMPLE, { lba: s.srcLba, blocks: s.blocks, write: false }));
-    if (s.dst !== lu) others.push(s.dst.scheduler.admit(TaskAttribute.SIMPLE, { lba: s.dstLba, blocks: s.blocks, write: true }));
+    if (s.src !== lu)
+      others.push(
+        s.src.scheduler.admit(TaskAttribute.SIMPLE, { lba: s.srcLba, blocks: s.blocks, write: false }),
+      );
+    if (s.dst !== lu)
+      others.push(
+        s.dst.scheduler.admit(TaskAttribute.SIMPLE, { lba: s.dstLba, blocks: s.blocks, write: true }),
+      );
   }
   const releaseOthers = () => {
     for (const a of others) a.release();
@@ -254,7 +263,15 @@ export function thirdPartyCopyPage(lu: LogicalUnit): Buffer {
     return Buffer.concat([h, padded]);
   };
   // 0001h supported commands: EXTENDED COPY (LID1), RECEIVE COPY RESULTS (status, op params)
-  const cmds = Buffer.from([0x83, 1, 0x00, 0x84, 2, ReceiveCopyAction.COPY_STATUS, ReceiveCopyAction.OPERATING_PARAMETERS]);
+  const cmds = Buffer.from([
+    0x83,
+    1,
+    0x00,
+    0x84,
+    2,
+    ReceiveCopyAction.COPY_STATUS,
+    ReceiveCopyAction.OPERATING_PARAMETERS,
+  ]);
   const supported = desc(0x0001, Buffer.concat([Buffer.from([cmds.length]), cmds]));
   // 0004h parameter data
   const pd = Buffer.alloc(28);

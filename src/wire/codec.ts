@@ -8,6 +8,7 @@
  * copied into protobuf: `encodeFrame` returns [prefix, payload] for a vectored/corked write and
  * the reader hands out payloads as slices of the receive buffer whenever a frame sits in one chunk.
  */
+import { allocAligned } from '../native/index.js';
 import protobuf from 'protobufjs';
 import { REPL_DESCRIPTOR } from './descriptor.js';
 
@@ -236,9 +237,16 @@ export class FrameReader {
   #peek(n: number): Buffer {
     const first = this.#chunks[0] as Buffer;
     if (first.length >= n) return first;
-    const merged = Buffer.concat(this.#chunks, this.#buffered);
-    this.#chunks = [merged];
-    return merged;
+    // Only the first n bytes: merging every buffered chunk would copy a whole big frame here.
+    const head = Buffer.allocUnsafe(n);
+    let at = 0;
+    for (const c of this.#chunks) {
+      const k = Math.min(c.length, n - at);
+      c.copy(head, at, 0, k);
+      at += k;
+      if (at === n) break;
+    }
+    return head;
   }
 
   #take(n: number): Buffer {
@@ -249,7 +257,9 @@ export class FrameReader {
       if (first.length === n) this.#chunks.shift();
       else this.#chunks[0] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      // A payload spread over several chunks is copied once, into 4 KiB-aligned memory when it is
+      // block data, so an O_DIRECT write of it needs no second (alignment) copy.
+      out = n >= 4096 && n % 512 === 0 ? allocAligned(n, { zero: false }) : Buffer.allocUnsafe(n);
       let at = 0;
       while (at < n) {
         const c = this.#chunks[0] as Buffer;

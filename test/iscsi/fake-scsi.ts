@@ -74,7 +74,13 @@ export class FakeScsi implements ScsiTarget {
       case 0xc0:
         return new Promise((res) => {
           this.held.push(res);
-          cmd.signal?.addEventListener('abort', () => res({ status: 0x40 }));
+          const poll = setInterval(() => {
+            if (cmd.signal?.aborted) {
+              clearInterval(poll);
+              res({ status: 0x40 });
+            }
+          }, 5);
+          poll.unref();
         });
       default:
         return bad(0x20);

@@ -102,8 +102,12 @@ describe('ALUA', () => {
       }
       return 0;
     };
-    expect(code(AluaState.UNAVAILABLE)).toBe(Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE);
-    expect(code(AluaState.TRANSITIONING)).toBe(Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_ASYMMETRIC_ACCESS_STATE_TRANSITION);
+    expect(code(AluaState.UNAVAILABLE)).toBe(
+      Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE,
+    );
+    expect(code(AluaState.TRANSITIONING)).toBe(
+      Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_ASYMMETRIC_ACCESS_STATE_TRANSITION,
+    );
   });
 
   it('SET TARGET PORT GROUPS (explicit) and admin changes raise 2A/06 on the other nexuses', async () => {
@@ -127,7 +131,9 @@ describe('ALUA', () => {
     expect(senseOf(await run(stpg(12), P2, p)).code).toBe(Asc.INVALID_FIELD_IN_PARAMETER_LIST);
     target.setAluaState(2, AluaState.UNAVAILABLE);
     expect(senseOf(await run(tur, P2)).code).toBe(Asc.ASYMMETRIC_ACCESS_STATE_CHANGED);
-    expect(senseOf(await run(tur, P2)).code).toBe(Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE);
+    expect(senseOf(await run(tur, P2)).code).toBe(
+      Asc.LOGICAL_UNIT_NOT_ACCESSIBLE_TARGET_PORT_IN_UNAVAILABLE_STATE,
+    );
   });
 
   it('implicit only: SET TARGET PORT GROUPS is not supported, TPGS 01b', async () => {

@@ -63,7 +63,15 @@ async function setup(store: PrStore = new MemoryPrStore(), backing = new TestSto
     target.nexusCreated(n);
     await clearUa((c, o) => run(c, o?.nexus ?? n), n);
   }
-  const out = (sa: number, nexus: Nexus, key: bigint, saKey: bigint, type = 0, flags = 0, tids: Buffer[] = []) => {
+  const out = (
+    sa: number,
+    nexus: Nexus,
+    key: bigint,
+    saKey: bigint,
+    type = 0,
+    flags = 0,
+    tids: Buffer[] = [],
+  ) => {
     const p = params(key, saKey, flags, tids);
     return run(prout(sa, type, p.length), nexus, p);
   };
@@ -90,7 +98,9 @@ describe('persistent reservations: APTPL and the PR store', () => {
     expect((await s1.out(0, A1, 0n, KA)).status).toBe(ScsiStatus.GOOD);
     expect(store.saved.size).toBe(0);
     expect((await s1.out(0, B1, 0n, KB, 0, 0x01)).status).toBe(ScsiStatus.GOOD); // APTPL
-    expect((await s1.out(1, B1, KB, 0n, PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)).status).toBe(ScsiStatus.GOOD);
+    expect((await s1.out(1, B1, KB, 0n, PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)).status).toBe(
+      ScsiStatus.GOOD,
+    );
     const caps = (await s1.run(prin(2), A1)).dataIn!;
     expect(caps[2]! & 0x1d).toBe(0x1d); // CRH SIP_C ATP_C PTPL_C
     expect(caps[3]! & 0x01).toBe(1); // PTPL_A
@@ -161,13 +171,19 @@ describe('persistent reservations: target ports and initiator ports', () => {
     // naming an already registered port: invalid field in the parameter list
     const s2 = await setup();
     await s2.out(0, B1, 0n, KB);
-    expect(senseOf(await s2.out(0, A1, 0n, KA, 0, 0x08, [tidB])).code).toBe(Asc.INVALID_FIELD_IN_PARAMETER_LIST);
+    expect(senseOf(await s2.out(0, A1, 0n, KA, 0, 0x08, [tidB])).code).toBe(
+      Asc.INVALID_FIELD_IN_PARAMETER_LIST,
+    );
     // SPEC_I_PT from a registered nexus
-    expect(senseOf(await s2.out(0, B1, KB, KB, 0, 0x08, [tidC])).code).toBe(Asc.INVALID_FIELD_IN_PARAMETER_LIST);
+    expect(senseOf(await s2.out(0, B1, KB, KB, 0, 0x08, [tidC])).code).toBe(
+      Asc.INVALID_FIELD_IN_PARAMETER_LIST,
+    );
     // not an iSCSI TransportID
     const bad = Buffer.from(tidC);
     bad[0] = 0x06;
-    expect(senseOf(await s2.out(0, A1, 0n, KA, 0, 0x08, [bad])).code).toBe(Asc.INVALID_FIELD_IN_PARAMETER_LIST);
+    expect(senseOf(await s2.out(0, A1, 0n, KA, 0, 0x08, [bad])).code).toBe(
+      Asc.INVALID_FIELD_IN_PARAMETER_LIST,
+    );
     // TransportID length beyond the list
     const p = params(0n, KA, 0x08, [tidC]);
     p.writeUInt32BE(400, 24);
@@ -180,7 +196,8 @@ describe('persistent reservations: target ports and initiator ports', () => {
     await s.out(0, A1, 0n, KA);
     await s.out(1, A1, KA, 0n, PrType.WRITE_EXCLUSIVE);
     const tidB = iscsiTransportId(B1.initiatorName, B1.isid);
-    const mv = (p: Buffer, n = A1, type: number = PrType.WRITE_EXCLUSIVE) => s.run(prout(7, type, p.length), n, p);
+    const mv = (p: Buffer, n = A1, type: number = PrType.WRITE_EXCLUSIVE) =>
+      s.run(prout(7, type, p.length), n, p);
     // not the holder
     await s.out(0, C1, 0n, KC);
     expect((await mv(moveParams(KC, KB, 1, tidB), C1)).status).toBe(ScsiStatus.RESERVATION_CONFLICT);
@@ -212,7 +229,9 @@ describe('persistent reservations: preempt, abort, unit attentions', () => {
     await s.out(0, A1, 0n, KA);
     await s.out(0, B1, 0n, KB);
     await s.out(1, A1, KA, 0n, PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY);
-    expect((await s.out(5, B1, KB, KA, PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)).status).toBe(ScsiStatus.GOOD);
+    expect((await s.out(5, B1, KB, KA, PrType.WRITE_EXCLUSIVE_REGISTRANTS_ONLY)).status).toBe(
+      ScsiStatus.GOOD,
+    );
     expect(aborted).toEqual([[[A1.key], 0]]);
     const ua = senseOf(await s.tur(A1));
     expect([ua.key, ua.code]).toEqual([SenseKey.UNIT_ATTENTION, Asc.REGISTRATIONS_PREEMPTED]);
@@ -228,7 +247,9 @@ describe('persistent reservations: preempt, abort, unit attentions', () => {
     await s.out(0, B1, 0n, KB);
     await s.out(0, C1, 0n, KC);
     await s.out(1, A1, KA, 0n, PrType.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY);
-    expect((await s.out(2, A1, KA, 0n, PrType.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY)).status).toBe(ScsiStatus.GOOD);
+    expect((await s.out(2, A1, KA, 0n, PrType.EXCLUSIVE_ACCESS_REGISTRANTS_ONLY)).status).toBe(
+      ScsiStatus.GOOD,
+    );
     expect(senseOf(await s.tur(B1)).code).toBe(Asc.RESERVATIONS_RELEASED);
     expect(senseOf(await s.tur(C1)).code).toBe(Asc.RESERVATIONS_RELEASED);
     expect((await s.tur(A1)).status).toBe(ScsiStatus.GOOD);

@@ -50,7 +50,7 @@ start() {
   running && { echo "lunar-private already running pid $(cat "$PIDF")"; return 0; }
   write_config
   touch "$DIR/lunar.log"; local from; from=$(( $(wc -l < "$DIR/lunar.log") + 1 ))
-  setsid node "$ROOT/dist/src/cli/lunar.js" serve --config "$DIR/lunar.yaml" --data "$DIR" >> "$DIR/lunar.log" 2>&1 < /dev/null &
+  setsid node "$ROOT/bin/lunar.cjs" serve --config "$DIR/lunar.yaml" --data "$DIR" >> "$DIR/lunar.log" 2>&1 < /dev/null &
   echo $! > "$PIDF"
   for _ in $(seq 1 100); do
     if tail -n "+$from" "$DIR/lunar.log" | grep -q "listening on 127.0.0.1:$PORT" && running; then
