@@ -159,6 +159,8 @@ export interface LunarLun {
   direct?: boolean;
   blockSize?: 512 | 4096;
   writeCache?: boolean;
+  readOnly?: boolean;
+  removable?: boolean;
 }
 
 export interface LunarOptions {
@@ -192,6 +194,8 @@ export function lunarConfigYaml(o: Pick<LunarOptions, 'iqn' | 'ports' | 'luns' |
     if (l.direct !== undefined) lines.push(`        direct: ${l.direct}`);
     if (l.blockSize !== undefined) lines.push(`        blockSize: ${l.blockSize}`);
     if (l.writeCache !== undefined) lines.push(`        writeCache: ${l.writeCache}`);
+    if (l.readOnly !== undefined) lines.push(`        readOnly: ${l.readOnly}`);
+    if (l.removable !== undefined) lines.push(`        removable: ${l.removable}`);
   }
   return lines.join('\n') + '\n';
 }

@@ -1140,10 +1140,11 @@ export class Resource extends EventEmitter<ResourceEvents> {
     else p.rs = paused ? 'PausedSyncT' : 'SyncTarget';
   }
 
-  async #rateLimit(s: SyncRun, bytes: number): Promise<void> {
+  /** Paces requests by the bytes issued so far (not acknowledged: acks lag with a deep window). */
+  async #rateLimit(s: SyncRun, issuedBytes: number): Promise<void> {
     const rate = this.cfg.disk.resyncRateKiB * 1024;
     if (rate <= 0) return;
-    const due = s.startedAt + ((s.doneBytes + bytes) / rate) * 1000;
+    const due = s.startedAt + (issuedBytes / rate) * 1000;
     const wait = due - Date.now();
     if (wait > 0) await sleep(wait);
   }
@@ -1155,6 +1156,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
     const maxBits = Math.max(1, Math.floor(this.cfg.disk.resyncChunk / blockBytes));
     const inflight = new Set<Promise<void>>();
     let cursor = 0;
+    let issued = 0;
     try {
       for (;;) {
         if (s.stopped || p.sync !== s) return;
@@ -1175,13 +1177,14 @@ export class Resource extends EventEmitter<ResourceEvents> {
         const offset = bit * blockBytes;
         const length = Math.min(run * blockBytes, this.cfg.sizeBytes - offset);
         cursor = bit + run;
-        await this.#rateLimit(s, length);
+        await this.#rateLimit(s, issued + length);
         while (inflight.size >= RESYNC_WINDOW) await Promise.race(inflight);
         if (s.stopped || p.sync !== s) return;
         if (s.pausedByUser || s.pausedByPeer) {
           cursor = bit; // paused while waiting: this range is sent after the resume
           continue;
         }
+        issued += length;
         const task = this.#resyncRange(p, s, bm, offset, length).catch((e: Error) => {
           this.log.warn({ peer: p.id, err: e.message }, 'resync request failed');
           // A local read error: restart through a reconnect rather than stall in SyncSource.

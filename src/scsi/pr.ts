@@ -292,7 +292,9 @@ function prIn(ctx: CommandContext, action: number): Outcome {
     default: {
       // READ FULL STATUS
       const descs = pr.registrations.map((reg) => {
-        const tid = iscsiTransportId(reg.initiatorName, reg.isid);
+        // Name-only TransportID (format 00b), as Linux LIO reports and sg_persist decodes
+        // ("iSCSI name: …"); the descriptor's RELATIVE TARGET PORT and the key tell nexuses apart.
+        const tid = iscsiTransportId(reg.initiatorName, undefined);
         const d = Buffer.alloc(24);
         d.writeBigUInt64BE(reg.key, 0);
         const holder = pr.holds(reg);

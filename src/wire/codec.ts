@@ -8,8 +8,8 @@
  * copied into protobuf: `encodeFrame` returns [prefix, payload] for a vectored/corked write and
  * the reader hands out payloads as slices of the receive buffer whenever a frame sits in one chunk.
  */
-import { allocAligned } from '../native/index.js';
 import protobuf from 'protobufjs';
+import { allocAligned } from '../native/index.js';
 import { REPL_DESCRIPTOR } from './descriptor.js';
 
 export const WIRE_VERSION = 1;

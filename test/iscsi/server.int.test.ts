@@ -82,10 +82,10 @@ describe('IscsiServer over loopback', () => {
     expect(rd?.data.equals(data)).toBe(true);
   });
 
-  it('prefers None digests when the initiator offers both', async () => {
+  it("takes the initiator's first allowed digest when it offers both (RFC 7143 §6.2)", async () => {
     const c = await client();
     await c.login({ headerDigest: 'CRC32C,None', dataDigest: 'None,CRC32C' });
-    expect(c.negotiated.get('HeaderDigest')).toBe('None');
+    expect(c.negotiated.get('HeaderDigest')).toBe('CRC32C');
     expect(c.negotiated.get('DataDigest')).toBe('None');
   });
 

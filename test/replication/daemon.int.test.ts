@@ -158,79 +158,87 @@ afterAll(async () => {
 });
 
 describe('replicated LUN in lunar serve (two daemons)', () => {
-  it('is offered only on the Primary; writes through iSCSI replicate; verify 0; equal sha256', async () => {
-    // Not Primary anywhere yet: the target is not offered.
-    expect(await loginRefused(PORTALS[0] as number)).toBe(true);
-    ok(0, 'new-current-uuid', 'r0', '--clear-bitmap');
-    ok(0, 'primary', 'r0');
-    ok(1, 'wait-sync', 'r0', '--timeout', '20');
-    expect(await loginRefused(PORTALS[1] as number)).toBe(true);
-    // The Secondary cannot be promoted while the Primary is there.
-    expect(cli(1, 'primary', 'r0').code).toBe(3);
+  it(
+    'is offered only on the Primary; writes through iSCSI replicate; verify 0; equal sha256',
+    async () => {
+      // Not Primary anywhere yet: the target is not offered.
+      expect(await loginRefused(PORTALS[0] as number)).toBe(true);
+      ok(0, 'new-current-uuid', 'r0', '--clear-bitmap');
+      ok(0, 'primary', 'r0');
+      ok(1, 'wait-sync', 'r0', '--timeout', '20');
+      expect(await loginRefused(PORTALS[1] as number)).toBe(true);
+      // The Secondary cannot be promoted while the Primary is there.
+      expect(cli(1, 'primary', 'r0').code).toBe(3);
 
-    const sessions = await Promise.all([0, 1, 2, 3].map(() => session(PORTALS[0] as number)));
-    const blocks = (DEV_MIB * MiB) / 4096;
-    const total = ISCSI_MIB * MiB;
-    let written = 0;
-    const t0 = Date.now();
-    await Promise.all(
-      sessions.map(async (c, i) => {
-        const rand = rng(1000 + i);
-        while (written < total) {
-          const n = 1 + Math.floor(rand() * 16); // 4 KiB … 64 KiB
-          const lba = Math.floor(rand() * (blocks - n));
-          written += n * 4096;
-          await write(c, lba, randomBytes(n * 4096));
-        }
-      }),
-    );
-    const secs = (Date.now() - t0) / 1000;
-    console.log(
-      `iSCSI random writes: ${(written / MiB).toFixed(0)} MiB in ${secs.toFixed(1)} s (${(written / MiB / secs).toFixed(1)} MiB/s) on a ${DEV_MIB} MiB device`,
-    );
-    // DRBD refuses to demote a device held open; lunar refuses while initiators are logged in.
-    const busy = cli(0, 'secondary', 'r0');
-    expect(busy.code).toBe(3);
-    expect(busy.err).toMatch(/in use by 4 iSCSI session/);
-    for (const c of sessions) {
-      await c.logout().catch(() => undefined);
-      c.close();
-    }
-    const v = JSON.parse(ok(0, 'verify', 'r0', '--json')) as { outOfSyncBlocks: number }[];
-    expect(v[0]?.outOfSyncBlocks).toBe(0);
-    const st = status(0);
-    expect(st.peers[0]?.outOfSyncKiB).toBe(0);
-    expect(sha256File(disks[0] as string)).toBe(sha256File(disks[1] as string));
-    expect(ok(0, 'proc')).toMatch(/cs:Connected ro:Primary\/Secondary ds:UpToDate\/UpToDate C/);
-  }, 120_000 + ISCSI_MIB * 1000);
-
-  it(`QD32 4K random writes with heavy overlap for ${OVERLAP_SEC} s: replicas identical`, async () => {
-    const sessions = await Promise.all([0, 1, 2, 3].map(() => session(PORTALS[0] as number)));
-    const end = Date.now() + OVERLAP_SEC * 1000;
-    let n = 0;
-    await Promise.all(
-      sessions.flatMap((c, i) =>
-        Array.from({ length: 8 }, async (_, j) => {
-          const rand = rng(77 + i * 8 + j);
-          while (Date.now() < end) {
-            // 64 blocks (256 KiB) hot region: nearly every write overlaps another one in flight;
-            // one in 8 spans two blocks
-            const len = rand() < 0.125 ? 2 : 1;
-            await write(c, Math.floor(rand() * (64 - len)), randomBytes(len * 4096));
-            n++;
+      const sessions = await Promise.all([0, 1, 2, 3].map(() => session(PORTALS[0] as number)));
+      const blocks = (DEV_MIB * MiB) / 4096;
+      const total = ISCSI_MIB * MiB;
+      let written = 0;
+      const t0 = Date.now();
+      await Promise.all(
+        sessions.map(async (c, i) => {
+          const rand = rng(1000 + i);
+          while (written < total) {
+            const n = 1 + Math.floor(rand() * 16); // 4 KiB … 64 KiB
+            const lba = Math.floor(rand() * (blocks - n));
+            written += n * 4096;
+            await write(c, lba, randomBytes(n * 4096));
           }
         }),
-      ),
-    );
-    console.log(`overlap load: ${n} writes at QD32 in ${OVERLAP_SEC} s`);
-    for (const c of sessions) {
-      await c.logout().catch(() => undefined);
-      c.close();
-    }
-    const v = JSON.parse(ok(0, 'verify', 'r0', '--json')) as { outOfSyncBlocks: number }[];
-    expect(v[0]?.outOfSyncBlocks).toBe(0);
-    expect(sha256File(disks[0] as string)).toBe(sha256File(disks[1] as string));
-  }, 120_000 + OVERLAP_SEC * 1000);
+      );
+      const secs = (Date.now() - t0) / 1000;
+      console.log(
+        `iSCSI random writes: ${(written / MiB).toFixed(0)} MiB in ${secs.toFixed(1)} s (${(written / MiB / secs).toFixed(1)} MiB/s) on a ${DEV_MIB} MiB device`,
+      );
+      // DRBD refuses to demote a device held open; lunar refuses while initiators are logged in.
+      const busy = cli(0, 'secondary', 'r0');
+      expect(busy.code).toBe(3);
+      expect(busy.err).toMatch(/in use by 4 iSCSI session/);
+      for (const c of sessions) {
+        await c.logout().catch(() => undefined);
+        c.close();
+      }
+      const v = JSON.parse(ok(0, 'verify', 'r0', '--json')) as { outOfSyncBlocks: number }[];
+      expect(v[0]?.outOfSyncBlocks).toBe(0);
+      const st = status(0);
+      expect(st.peers[0]?.outOfSyncKiB).toBe(0);
+      expect(sha256File(disks[0] as string)).toBe(sha256File(disks[1] as string));
+      expect(ok(0, 'proc')).toMatch(/cs:Connected ro:Primary\/Secondary ds:UpToDate\/UpToDate C/);
+    },
+    120_000 + ISCSI_MIB * 1000,
+  );
+
+  it(
+    `QD32 4K random writes with heavy overlap for ${OVERLAP_SEC} s: replicas identical`,
+    async () => {
+      const sessions = await Promise.all([0, 1, 2, 3].map(() => session(PORTALS[0] as number)));
+      const end = Date.now() + OVERLAP_SEC * 1000;
+      let n = 0;
+      await Promise.all(
+        sessions.flatMap((c, i) =>
+          Array.from({ length: 8 }, async (_, j) => {
+            const rand = rng(77 + i * 8 + j);
+            while (Date.now() < end) {
+              // 64 blocks (256 KiB) hot region: nearly every write overlaps another one in flight;
+              // one in 8 spans two blocks
+              const len = rand() < 0.125 ? 2 : 1;
+              await write(c, Math.floor(rand() * (64 - len)), randomBytes(len * 4096));
+              n++;
+            }
+          }),
+        ),
+      );
+      console.log(`overlap load: ${n} writes at QD32 in ${OVERLAP_SEC} s`);
+      for (const c of sessions) {
+        await c.logout().catch(() => undefined);
+        c.close();
+      }
+      const v = JSON.parse(ok(0, 'verify', 'r0', '--json')) as { outOfSyncBlocks: number }[];
+      expect(v[0]?.outOfSyncBlocks).toBe(0);
+      expect(sha256File(disks[0] as string)).toBe(sha256File(disks[1] as string));
+    },
+    120_000 + OVERLAP_SEC * 1000,
+  );
 
   it('switchover: demote, promote the peer, the target moves with the Primary', async () => {
     const before = sha256File(disks[0] as string);

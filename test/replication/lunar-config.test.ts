@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/admin/config.js';
+import { type ConfigError, parseConfig } from '../../src/admin/config.js';
 import { chooseNodeId, resourceConfigOf } from '../../src/admin/replication.js';
 import { progressLine } from '../../src/cli/repl.js';
 import type { ResourceStatus } from '../../src/replication/status.js';

@@ -154,8 +154,8 @@ describe('persistent reservations: target ports and initiator ports', () => {
     expect(d[8 + 13]).toBe(PrType.WRITE_EXCLUSIVE);
     const tidLen = d.readUInt32BE(8 + 20);
     const tid = d.subarray(8 + 24, 8 + 24 + tidLen);
-    expect(tid[0]).toBe(0x45);
-    expect(tid.subarray(4).toString('utf8')).toMatch(/^iqn\.2026-11\.test:a,i,0x400001370000\0/);
+    expect(tid[0]).toBe(0x05); // format 00b (name only), as LIO reports and sg_persist decodes
+    expect(tid.subarray(4).toString('utf8')).toMatch(/^iqn\.2026-11\.test:a\0/);
   });
 
   it('SPEC_I_PT registers the named initiator ports (formats 00b and 01b); errors', async () => {

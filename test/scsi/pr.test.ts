@@ -165,8 +165,8 @@ describe('persistent reservations', () => {
     expect([fs[8 + 12], fs[8 + 13]]).toEqual([1, PrType.WRITE_EXCLUSIVE]);
     const tidLen = fs.readUInt32BE(8 + 20);
     const tid = fs.subarray(8 + 24, 8 + 24 + tidLen);
-    expect(tid[0]).toBe(0x45);
-    expect(tid.subarray(4).toString().replace(/\0+$/, '')).toBe(`${N1.initiatorName},i,0x${N1.isid}`);
+    expect(tid[0]).toBe(0x05); // format 00b (name only), as LIO reports and sg_persist decodes
+    expect(tid.subarray(4).toString().replace(/\0+$/, '')).toBe(N1.initiatorName);
     expect(tidLen % 4).toBe(0);
     const caps = (await f.run(prin(2))).dataIn!;
     expect([caps.readUInt16BE(0), caps[4], caps[5]]).toEqual([8, 0xea, 0x01]);

@@ -7,6 +7,7 @@
 #      LUNAR_LUN (1) LUNAR_DOWN (seconds down on restart, 3) LUNAR_DIGEST (e.g. None,CRC32C)
 #      LUNAR_CHAP_USER/LUNAR_CHAP_SECRET (one-way CHAP) LUNAR_MUTUAL_USER/LUNAR_MUTUAL_SECRET
 #      LUNAR_DIRECT (true) LUNAR_EXTRA (YAML lines appended to the LUN entry)
+#      LUNAR_ALUA (YAML flow map for the target's alua field, e.g. "{ groups: { 1: active-optimized, 2: standby }, explicit: true }")
 # restart = SIGTERM (clean stop, async logout) then start; kill9-restart = SIGKILL then start on
 # the same data directory (what the reconnect acceptance asks for).
 set -euo pipefail
@@ -33,6 +34,7 @@ write_config() {
       echo "      users: [{ user: \"$LUNAR_CHAP_USER\", secret: \"$LUNAR_CHAP_SECRET\" }]"
       if [ -n "${LUNAR_MUTUAL_USER:-}" ]; then echo "      mutual: { user: \"$LUNAR_MUTUAL_USER\", secret: \"$LUNAR_MUTUAL_SECRET\" }"; fi
     fi
+    if [ -n "${LUNAR_ALUA:-}" ]; then echo "    alua: $LUNAR_ALUA"; fi
     if [ -n "${LUNAR_DIGEST:-}" ]; then
       echo "    params: { HeaderDigest: \"$LUNAR_DIGEST\", DataDigest: \"$LUNAR_DIGEST\" }"
     fi

@@ -66,6 +66,15 @@ const CASES: readonly Case[] = [
   { name: 'reconnect-kill9', scenario: 'reconnect', faultHook: 'kill9-restart' },
   { name: 'xfs-stress', scenario: 'xfs-stress' },
   { name: 'multipath', scenario: 'multipath', portal2: true },
+  {
+    name: 'multipath-alua',
+    scenario: 'multipath-alua',
+    file: 'multipath-alua.sh',
+    portal2: true,
+    env: { LUNAR_ALUA: '{ groups: { 1: active-optimized, 2: active-non-optimized }, explicit: true }' },
+  },
+  { name: 'pr2', scenario: 'pr2' },
+  { name: 'pr-aptpl', scenario: 'pr-aptpl', file: 'pr-aptpl.sh', faultHook: 'restart' },
 ];
 
 const wanted = (process.env['VM_SCENARIOS'] ?? '').split(',').filter(Boolean);
@@ -81,6 +90,7 @@ describe.skipIf(!ready)('open-iscsi VM scenarios against lunar', () => {
         LUNAR_PORT: String(port),
         LUNAR_DIR: dir,
         LUNAR_IQN: 'iqn.2026-11.test:lunar-vm',
+        ...(c.portal2 ? { LUNAR_PORT2: String(port + 1) } : {}),
         ...c.env,
       };
       spawnSync(hook, ['clean'], { env, stdio: 'inherit' });
@@ -97,13 +107,13 @@ describe.skipIf(!ready)('open-iscsi VM scenarios against lunar', () => {
           'iqn.2026-11.test:lunar-vm',
           '--lun',
           '1',
-          '--scenario',
-          c.scenario,
+          ...(c.file ? ['--scenario-file', join(here, c.file)] : ['--scenario', c.scenario]),
           '--log',
           log,
           ...(c.args ?? []),
         ];
         if (c.faultHook) args.push('--fault-hook', `${hook} ${c.faultHook}`);
+        if (c.portal2) args.push('--portal2', `127.0.0.1:${port + 1}`);
         const r = spawnSync(join(vmi, 'run.sh'), args, { env, encoding: 'utf8', timeout: 20 * 60_000 });
         writeFileSync(join(outDir, `${c.name}.out`), r.stdout + r.stderr);
         expect(r.status, `${c.name}: run.sh said\n${r.stdout}\n${r.stderr}`).toBe(0);

@@ -2,7 +2,7 @@
  * qemu-img (libiscsi through qemu's iscsi driver) against lunar: a 256 MiB random raw image is
  * converted onto the LUN and back, byte-identical.
  *
- *   npm run build && npx vitest run --project interop test/interop/qemu-img.interop.test.ts
+ *   npm run build && npx vitest run --project integration test/conformance/qemu-img.int.test.ts
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';

@@ -1,9 +1,9 @@
 # Scenario "pr-aptpl": a persistent reservation made with APTPL=1 survives a restart of lunar.
 # One I_T nexus registers a key with APTPL (sg_persist --param-aptpl), reserves type 5, then the
-# host restarts lunar (fault hook, e.g. test/scsi/vm/restart-lunar.sh); after the reconnect the
+# host restarts lunar (fault hook: test/interop/vm/lunar-private.sh restart); after the reconnect the
 # key, the reservation and PTPL_A are still there. The scenario CLEARs the LU at the end.
-#   run.sh --portal 127.0.0.1:3451 --target IQN --scenario-file test/scsi/vm/pr-aptpl.sh \
-#          --fault-hook "$PWD/test/scsi/vm/restart-lunar.sh"
+#   run.sh --portal 127.0.0.1:PORT --target IQN --scenario-file test/interop/vm/pr-aptpl.sh \
+#          --fault-hook "$PWD/test/interop/vm/lunar-private.sh restart"  (see scenarios.interop.test.ts)
 # Tunables (--set k=v): pr_key (0xabcdef01).
 require_config
 discover discovery
