@@ -161,6 +161,7 @@ export interface LunarLun {
   writeCache?: boolean;
   readOnly?: boolean;
   removable?: boolean;
+  physicalBlockSize?: number;
 }
 
 export interface LunarOptions {
@@ -196,6 +197,7 @@ export function lunarConfigYaml(o: Pick<LunarOptions, 'iqn' | 'ports' | 'luns' |
     if (l.writeCache !== undefined) lines.push(`        writeCache: ${l.writeCache}`);
     if (l.readOnly !== undefined) lines.push(`        readOnly: ${l.readOnly}`);
     if (l.removable !== undefined) lines.push(`        removable: ${l.removable}`);
+    if (l.physicalBlockSize !== undefined) lines.push(`        physicalBlockSize: ${l.physicalBlockSize}`);
   }
   return lines.join('\n') + '\n';
 }

@@ -15,7 +15,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ApiError, ControlClient, UnreachableError } from '../admin/client.js';
-import type { TargetView } from '../admin/control.js';
+import { TARGET_KEYS as LIVE_ISCSI_KEYS, type TargetView } from '../admin/control.js';
 import { quietOnClosedPipe } from './exit.js';
 import { tgtadmMain } from './tgtadm.js';
 
@@ -88,34 +88,7 @@ const TARGET_KEYS = new Set([
   ...LUN_KEYS,
 ]);
 /** iSCSI keys targets.conf may set on a target (applied with tgtadm --op update --mode target). */
-const ISCSI_KEYS = new Set([
-  'MaxRecvDataSegmentLength',
-  'MaxXmitDataSegmentLength',
-  'HeaderDigest',
-  'DataDigest',
-  'InitialR2T',
-  'MaxOutstandingR2T',
-  'ImmediateData',
-  'FirstBurstLength',
-  'MaxBurstLength',
-  'DataPDUInOrder',
-  'DataSequenceInOrder',
-  'ErrorRecoveryLevel',
-  'IFMarker',
-  'OFMarker',
-  'DefaultTime2Wait',
-  'DefaultTime2Retain',
-  'OFMarkInt',
-  'IFMarkInt',
-  'MaxConnections',
-  'RDMAExtensions',
-  'TargetRecvDataSegmentLength',
-  'InitiatorRecvDataSegmentLength',
-  'MaxOutstandingUnexpectedPDUs',
-  'MaxQueueCmd',
-  'nop_interval',
-  'nop_count',
-]);
+const ISCSI_KEYS = new Set<string>([...LIVE_ISCSI_KEYS, 'MaxQueueCmd']);
 
 interface Raw {
   key: string;

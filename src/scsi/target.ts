@@ -204,7 +204,18 @@ class Target implements LunarScsiTarget, TargetView {
 
   #setStates(changes: ReadonlyMap<number, AluaState>, explicit: boolean, by: string | undefined): void {
     let changed = false;
-    for (const [id, st] of changes) {
+    // One optimized group at a time: when SET TARGET PORT GROUPS (or the admin) makes a group
+    // active/optimized, the other optimized groups it does not name become active/non-optimized,
+    // so the initiator's path priorities keep telling the groups apart (dm-multipath's alua
+    // handler sends STPG to the group it activates).
+    const all = new Map(changes);
+    if ([...changes.values()].includes(AluaState.ACTIVE_OPTIMIZED)) {
+      for (const g of this.#groups()) {
+        if (!changes.has(g.id) && this.aluaState(g.id) === AluaState.ACTIVE_OPTIMIZED)
+          all.set(g.id, AluaState.ACTIVE_NON_OPTIMIZED);
+      }
+    }
+    for (const [id, st] of all) {
       if (this.aluaState(id) !== st || !this.#aluaStates.has(id)) changed = true;
       this.#aluaStates.set(id, st);
       this.#aluaStatus.set(id, explicit ? STATUS_EXPLICIT : STATUS_IMPLICIT);

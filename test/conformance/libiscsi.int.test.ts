@@ -5,8 +5,10 @@
  *   default    file LUN, two portals (MultipathIO runs), -t ALL
  *   removable  memory LUN (thin provisioned) with removable media, two portals, -t ALL
  *   sanitize   file LUN, one portal, -t ALL.Sanitize (see below)
- *   readonly   read-only file LUN, -t ALL.ReadOnly (a full run on a read-only LUN fails every write
+ *   readonly   read-only LUN, -t ALL.ReadOnly (a full run on a read-only LUN fails every write
  *              test by design)
+ *   lbppb-*    thin LUN of 512-byte logical blocks on 4096-byte physical blocks: the WriteSame10,
+ *              WriteSame16 and CompareAndWrite suites, whose LBPPB tests skip elsewhere
  *
  * A test counts as passed if it passes in a configuration that enables it; a test that fails in
  * every configuration it ran in fails here. Why Sanitize gets its own one-portal run: with a second
@@ -45,7 +47,14 @@ const CONFIGS: readonly Config[] = [
   { name: 'default', lun: { lun: 0, backstore: 'file', path: 'disk0.img', size: '128M' }, tests: 'ALL', twoPortals: true },
   { name: 'removable', lun: { lun: 0, backstore: 'memory', size: '64M', removable: true }, tests: 'ALL', twoPortals: true },
   { name: 'sanitize', lun: { lun: 0, backstore: 'file', path: 'disk0.img', size: '64M' }, tests: 'ALL.Sanitize', twoPortals: false },
-  { name: 'readonly', lun: { lun: 0, backstore: 'file', path: 'disk0.img', size: '16M', readOnly: true }, tests: 'ALL.ReadOnly', twoPortals: false },
+  { name: 'readonly', lun: { lun: 0, backstore: 'memory', size: '16M', readOnly: true }, tests: 'ALL.ReadOnly', twoPortals: false },
+  // 512-byte logical blocks on 4096-byte physical ones (LBPPB 8), thin: the tests that need LBPPB ≥ 2.
+  ...['WriteSame10', 'WriteSame16', 'CompareAndWrite'].map((suite) => ({
+    name: `lbppb-${suite}`,
+    lun: { lun: 0, backstore: 'memory', size: '16M', physicalBlockSize: 4096 } as const,
+    tests: `ALL.${suite}`,
+    twoPortals: false,
+  })),
 ];
 const wanted = (process.env['LIBISCSI_CONFIGS'] ?? '').split(',').filter(Boolean);
 

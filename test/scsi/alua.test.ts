@@ -34,6 +34,16 @@ const tur = [0, 0, 0, 0, 0, 0];
 const read10 = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
 
 describe('ALUA', () => {
+  it('one optimized group at a time: making a group optimized demotes the other optimized one', async () => {
+    const { target } = await setup();
+    expect(target.aluaState(1)).toBe(AluaState.ACTIVE_OPTIMIZED);
+    target.setAluaState(2, AluaState.ACTIVE_OPTIMIZED);
+    expect(target.aluaState(2)).toBe(AluaState.ACTIVE_OPTIMIZED);
+    expect(target.aluaState(1)).toBe(AluaState.ACTIVE_NON_OPTIMIZED);
+    target.setAluaState(1, AluaState.STANDBY); // a non-optimized change demotes nobody
+    expect(target.aluaState(2)).toBe(AluaState.ACTIVE_OPTIMIZED);
+  });
+
   it('INQUIRY TPGS, REPORT TARGET PORT GROUPS (both formats), VPD 0x83 port and group', async () => {
     const { run } = await setup();
     const inq = (await run([0x12, 0, 0, 0, 96, 0], P1)).dataIn!;
