@@ -5,6 +5,27 @@
 # priorities (tgtd, which has no TPGS, gets `const` and equal priorities).
 #   run.sh --portal 127.0.0.1:P --portal2 127.0.0.1:P+1 --scenario-file test/interop/vm/multipath-alua.sh
 # (lunar configured by test/interop/vm/lunar-private.sh with LUNAR_PORT2 and LUNAR_ALUA set.)
+# The harness's defaults plus a device section for lunar's LUs: the `alua` prioritizer by name
+# (multipath-tools' detect_prio would otherwise pick `sysfs`, which reads the same ALUA states
+# through scsi_dh_alua's access_state) and path groups by priority.
+cat > /etc/multipath.conf <<'CONF'
+defaults {
+    user_friendly_names yes
+    find_multipaths yes
+    polling_interval 2
+}
+devices {
+    device {
+        vendor "LUNAR"
+        product "VIRTUAL-DISK"
+        detect_prio no
+        prio alua
+        hardware_handler "1 alua"
+        path_grouping_policy group_by_prio
+        failback immediate
+    }
+}
+CONF
 . /vmi/scenarios/multipath.sh
 algos=$(grep -oE 'sd[a-z]+: prio = [a-z_]+' /run/vmi/multipathd.log | sed 's/.*= //' | sort -u | tr '\n' ' ')
 [ "$algos" = "alua " ] && pass alua-prioritizer "multipathd: prio = alua on every path" \
