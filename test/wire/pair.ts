@@ -2,8 +2,7 @@ import { Duplex } from 'node:stream';
 
 /** Two connected in-memory Duplex streams (no sockets, no ports). */
 export function duplexPair(): [Duplex, Duplex] {
-  let a!: Duplex;
-  let b!: Duplex;
+  const ends: Duplex[] = [];
   const mk = (other: () => Duplex): Duplex =>
     new Duplex({
       read() {},
@@ -16,7 +15,8 @@ export function duplexPair(): [Duplex, Duplex] {
         cb();
       },
     });
-  a = mk(() => b);
-  b = mk(() => a);
+  const a = mk(() => ends[1]!);
+  const b = mk(() => ends[0]!);
+  ends.push(a, b);
   return [a, b];
 }
