@@ -189,7 +189,7 @@ async function serve(opts: ServeOptions): Promise<number> {
     for (const l of t.luns) {
       const where =
         l.backstore === 'file'
-          ? join(dataDir, l.path ?? '')
+          ? resolve(dataDir, l.path ?? '')
           : l.backstore === 'replicated'
             ? `replicated resource ${l.resource ?? '?'} (offered while Primary here)`
             : l.backstore;
