@@ -357,6 +357,15 @@ export function lunCommands(t: ConfTarget, tid: number, lun: number, l: ConfLun)
 }
 
 /** The tgtadm requests that create a whole target. */
+/** tgtadm lines that create a CHAP account and bind it to a target (incoming, or outgoing). */
+function accountCommands(a: { user: string; password: string }, tid: string, outgoing: boolean): Argv[] {
+  const T = ['--lld', 'iscsi'];
+  return [
+    [...T, '--op', 'new', '--mode', 'account', '--user', a.user, '--password', a.password],
+    [...T, '--op', 'bind', '--mode', 'account', '--tid', tid, '--user', a.user, ...(outgoing ? ['--outgoing'] : [])],
+  ];
+}
+
 export function targetCommands(t: ConfTarget, tid: number): Argv[] {
   const T = ['--lld', 'iscsi'];
   const out: Argv[] = [[...T, '--op', 'new', '--mode', 'target', '--tid', String(tid), '-T', t.name]];
@@ -365,35 +374,8 @@ export function targetCommands(t: ConfTarget, tid: number): Argv[] {
     if (ISCSI_KEYS.has(k))
       out.push([...T, '--op', 'update', '--mode', 'target', '--tid', String(tid), '--name', k, '--value', v]);
   }
-  for (const u of t.incoming) {
-    out.push([...T, '--op', 'new', '--mode', 'account', '--user', u.user, '--password', u.password]);
-    out.push([...T, '--op', 'bind', '--mode', 'account', '--tid', String(tid), '--user', u.user]);
-  }
-  if (t.outgoing) {
-    out.push([
-      ...T,
-      '--op',
-      'new',
-      '--mode',
-      'account',
-      '--user',
-      t.outgoing.user,
-      '--password',
-      t.outgoing.password,
-    ]);
-    out.push([
-      ...T,
-      '--op',
-      'bind',
-      '--mode',
-      'account',
-      '--tid',
-      String(tid),
-      '--user',
-      t.outgoing.user,
-      '--outgoing',
-    ]);
-  }
+  for (const u of t.incoming) out.push(...accountCommands(u, String(tid), false));
+  if (t.outgoing) out.push(...accountCommands(t.outgoing, String(tid), true));
   const addresses = t.initiatorAddresses.length || t.initiatorNames.length ? t.initiatorAddresses : ['ALL'];
   for (const a of addresses)
     out.push([...T, '--op', 'bind', '--mode', 'target', '--tid', String(tid), '-I', a]);
@@ -724,34 +706,10 @@ export function updateCommands(t: ConfTarget, live: TargetView): Argv[] {
   }
   for (const u of t.incoming) {
     if (live.accounts.some((a) => !a.outgoing && a.user === u.user)) continue;
-    out.push([...T, '--op', 'new', '--mode', 'account', '--user', u.user, '--password', u.password]);
-    out.push([...T, '--op', 'bind', '--mode', 'account', '--tid', tid, '--user', u.user]);
+    out.push(...accountCommands(u, tid, false));
   }
-  if (t.outgoing && !live.accounts.some((a) => a.outgoing && a.user === t.outgoing?.user)) {
-    out.push([
-      ...T,
-      '--op',
-      'new',
-      '--mode',
-      'account',
-      '--user',
-      t.outgoing.user,
-      '--password',
-      t.outgoing.password,
-    ]);
-    out.push([
-      ...T,
-      '--op',
-      'bind',
-      '--mode',
-      'account',
-      '--tid',
-      tid,
-      '--user',
-      t.outgoing.user,
-      '--outgoing',
-    ]);
-  }
+  if (t.outgoing && !live.accounts.some((a) => a.outgoing && a.user === t.outgoing?.user))
+    out.push(...accountCommands(t.outgoing, tid, true));
   return out;
 }
 

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BlockFile } from './file-types.js';
 
 /** ABI of the addon this TypeScript expects (native/addon.cc exports the same number). */
 const EXPECTED_ABI = 1;
@@ -23,33 +24,15 @@ export interface NativePoolStats {
   readonly frees: number;
 }
 
-/** The native FileHandle (native/file.cc). Argument errors throw synchronously. */
-export interface NativeFileHandle {
+/**
+ * The native FileHandle (native/file.cc): the BlockFile contract (file-types.ts) plus its fd and
+ * in-flight count. Argument errors throw synchronously here; the facade turns them into rejections.
+ */
+export interface NativeFileHandle extends Omit<BlockFile, 'native' | 'engine'> {
   readonly fd: number;
-  readonly path: string;
-  readonly direct: boolean;
-  readonly directNote: string;
-  readonly readOnly: boolean;
-  readonly blockDevice: boolean;
-  readonly memAlign: number;
-  readonly offsetAlign: number;
-  readonly closed: boolean;
   readonly inflight: number;
   /** How reads/writes/fdatasync run: io_uring from the event loop, or libuv's thread pool. */
   readonly engine: 'io_uring' | 'threadpool';
-  read(buffer: Uint8Array, offset: number): Promise<number>;
-  write(buffer: Uint8Array, offset: number, dsync?: boolean): Promise<number>;
-  readv(buffers: readonly Uint8Array[], offset: number): Promise<number>;
-  writev(buffers: readonly Uint8Array[], offset: number, dsync?: boolean): Promise<number>;
-  datasync(): Promise<void>;
-  sync(): Promise<void>;
-  punchHole(offset: number, length: number): Promise<void>;
-  allocate(offset: number, length: number): Promise<void>;
-  size(): Promise<number>;
-  truncate(size: number): Promise<void>;
-  seekData(offset: number): Promise<number>;
-  seekHole(offset: number): Promise<number>;
-  close(): Promise<void>;
 }
 
 /** 'auto' = io_uring when the kernel allows it (unless LUNAR_IO_ENGINE=threadpool), else the pool. */

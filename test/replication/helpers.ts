@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ReplicatedBackstore } from '../../src/replication/backstore.js';
 import { parseResourceConfig, type ResourceConfig } from '../../src/replication/config.js';
 import { Resource } from '../../src/replication/resource.js';
+import { afterAll, afterEach } from 'vitest';
 import { createLogger } from '../../src/util/log.js';
 
 export const MiB = 1024 * 1024;
@@ -106,4 +107,28 @@ export async function randomWrites(
   };
   await Promise.all(Array.from({ length: qd }, worker));
   return written;
+}
+
+/**
+ * A test file's workspace: a temp directory removed after all tests, fresh sub-directories, and
+ * the resources the current test runs (`running`), stopped after each test.
+ */
+export function testScope(prefix: string): { running: Resource[]; sub(): string; stop(): Promise<void> } {
+  const t = tempDir(prefix);
+  let n = 0;
+  const scope = {
+    running: [] as Resource[],
+    sub(): string {
+      const d = `${t.dir}/c${n++}`;
+      mkdirSync(d);
+      return d;
+    },
+    async stop(): Promise<void> {
+      await stopAll(scope.running);
+      scope.running = [];
+    },
+  };
+  afterEach(() => scope.stop());
+  afterAll(() => t.cleanup());
+  return scope;
 }

@@ -1,5 +1,4 @@
-import { mkdirSync } from 'node:fs';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryBackstore } from '../../src/backstore/memory.js';
 import type { Backstore, WriteOptions } from '../../src/backstore/types.js';
 import { Resource } from '../../src/replication/resource.js';
@@ -11,23 +10,10 @@ import {
   randomWrites,
   sha256File,
   startCluster,
-  stopAll,
-  tempDir,
+  testScope,
 } from './helpers.js';
 
-const t = tempDir('lunar-repl-wp-');
-afterAll(() => t.cleanup());
-let running: Resource[] = [];
-afterEach(async () => {
-  await stopAll(running);
-  running = [];
-});
-let n = 0;
-const sub = (): string => {
-  const d = `${t.dir}/c${n++}`;
-  mkdirSync(d);
-  return d;
-};
+const scope = testScope('lunar-repl-wp-');
 
 describe('protocols A, B and C', () => {
   for (const [proto, port] of [
@@ -36,9 +22,9 @@ describe('protocols A, B and C', () => {
     ['C', 7866],
   ] as const) {
     it(`protocol ${proto}: overlapping random writes leave identical replicas`, async () => {
-      const cfg = clusterConfig(sub(), { basePort: port, size: 16 * MiB, net: { protocol: proto } });
-      running = await startCluster(cfg);
-      const [a, b] = running as [Resource, Resource];
+      const cfg = clusterConfig(scope.sub(), { basePort: port, size: 16 * MiB, net: { protocol: proto } });
+      scope.running = await startCluster(cfg);
+      const [a, b] = scope.running as [Resource, Resource];
       await a.waitConnect(5000);
       await a.newCurrentUuidClearBitmap();
       await a.primary();
@@ -54,8 +40,7 @@ describe('protocols A, B and C', () => {
       expect((await bs.read(3, 1)).equals(Buffer.alloc(bs.blockSize))).toBe(true);
       expect(await a.verify()).toBe(0);
       expect(resourceStatus(a).stats.conflicts).toBeGreaterThan(0);
-      await stopAll(running);
-      running = [];
+      await scope.stop();
       expect(sha256File(cfg.nodes[0]!.disk)).toBe(sha256File(cfg.nodes[1]!.disk));
     });
   }
@@ -77,7 +62,7 @@ class StallingStore extends MemoryBackstore {
 
 describe('peer timeouts', () => {
   it('a peer that stops completing writes is dropped after ko-count × timeout; writes go on; resync afterwards', async () => {
-    const cfg = clusterConfig(sub(), {
+    const cfg = clusterConfig(scope.sub(), {
       basePort: 7864,
       size: 8 * MiB,
       net: { timeoutMs: 200, koCount: 3, pingIntMs: 200, pingTimeoutMs: 2000 },
@@ -88,8 +73,8 @@ describe('peer timeouts', () => {
       stores.set(node.id, s);
       return s;
     };
-    running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }));
-    const [a, b] = running as [Resource, Resource];
+    scope.running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }));
+    const [a, b] = scope.running as [Resource, Resource];
     await a.up();
     await b.up();
     await a.waitConnect(5000);

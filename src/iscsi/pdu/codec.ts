@@ -31,6 +31,19 @@ function lunWrite(b: Buffer, lun: bigint): void {
 }
 
 /** Serialise the BHS (48 bytes) and any AHS of a PDU. */
+/** StatSN, ExpCmdSN, MaxCmdSN: bytes 24–35 of every target PDU that carries them. */
+function writeTargetSN(b: Buffer, p: { statSN: number; expCmdSN: number; maxCmdSN: number }): void {
+  b.writeUInt32BE(p.statSN >>> 0, 24);
+  b.writeUInt32BE(p.expCmdSN >>> 0, 28);
+  b.writeUInt32BE(p.maxCmdSN >>> 0, 32);
+}
+
+/** CmdSN, ExpStatSN: bytes 24–31 of every initiator PDU that carries them. */
+function writeInitiatorSN(b: Buffer, p: { cmdSN: number; expStatSN: number }): void {
+  b.writeUInt32BE(p.cmdSN >>> 0, 24);
+  b.writeUInt32BE(p.expStatSN >>> 0, 28);
+}
+
 function encodeHeader(pdu: Pdu): Buffer {
   let ahs: Buffer[] = [];
   if (pdu.opcode === 0x01) {
@@ -65,16 +78,14 @@ function encodeHeader(pdu: Pdu): Buffer {
       lunWrite(b, pdu.lun);
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       b.writeUInt32BE(pdu.ttt >>> 0, 20);
-      b.writeUInt32BE(pdu.cmdSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expStatSN >>> 0, 28);
+      writeInitiatorSN(b, pdu);
       break;
     case 0x01: {
       b[1] = (pdu.final ? 0x80 : 0) | (pdu.read ? 0x40 : 0) | (pdu.write ? 0x20 : 0) | (pdu.attr & 7);
       lunWrite(b, pdu.lun);
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       b.writeUInt32BE(pdu.edtl >>> 0, 20);
-      b.writeUInt32BE(pdu.cmdSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expStatSN >>> 0, 28);
+      writeInitiatorSN(b, pdu);
       pdu.cdb.copy(b, 32, 0, Math.min(16, pdu.cdb.length));
       let off = BHS_LENGTH;
       for (const a of ahs) {
@@ -88,8 +99,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       lunWrite(b, pdu.lun);
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       b.writeUInt32BE(pdu.rtt >>> 0, 20);
-      b.writeUInt32BE(pdu.cmdSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expStatSN >>> 0, 28);
+      writeInitiatorSN(b, pdu);
       b.writeUInt32BE(pdu.refCmdSN >>> 0, 32);
       b.writeUInt32BE(pdu.expDataSN >>> 0, 36);
       break;
@@ -103,12 +113,9 @@ function encodeHeader(pdu: Pdu): Buffer {
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       if (pdu.opcode === 0x03) {
         b.writeUInt16BE(pdu.cid & 0xffff, 20);
-        b.writeUInt32BE(pdu.cmdSN >>> 0, 24);
-        b.writeUInt32BE(pdu.expStatSN >>> 0, 28);
+        writeInitiatorSN(b, pdu);
       } else {
-        b.writeUInt32BE(pdu.statSN >>> 0, 24);
-        b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-        b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+        writeTargetSN(b, pdu);
         b[36] = (pdu.status >> 8) & 0xff;
         b[37] = pdu.status & 0xff;
       }
@@ -120,12 +127,9 @@ function encodeHeader(pdu: Pdu): Buffer {
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       b.writeUInt32BE(pdu.ttt >>> 0, 20);
       if (pdu.opcode === 0x04) {
-        b.writeUInt32BE(pdu.cmdSN >>> 0, 24);
-        b.writeUInt32BE(pdu.expStatSN >>> 0, 28);
+        writeInitiatorSN(b, pdu);
       } else {
-        b.writeUInt32BE(pdu.statSN >>> 0, 24);
-        b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-        b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+        writeTargetSN(b, pdu);
       }
       break;
     case 0x05:
@@ -141,8 +145,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       b[1] = 0x80 | (pdu.reason & 0x7f);
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       b.writeUInt16BE(pdu.cid & 0xffff, 20);
-      b.writeUInt32BE(pdu.cmdSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expStatSN >>> 0, 28);
+      writeInitiatorSN(b, pdu);
       break;
     case 0x10:
       b[1] = 0x80 | (pdu.type & 0x0f);
@@ -158,9 +161,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       lunWrite(b, pdu.lun);
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       b.writeUInt32BE(pdu.ttt >>> 0, 20);
-      b.writeUInt32BE(pdu.statSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-      b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+      writeTargetSN(b, pdu);
       break;
     case 0x21:
       b[1] =
@@ -173,9 +174,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       b[3] = pdu.status;
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       b.writeUInt32BE(pdu.snackTag >>> 0, 20);
-      b.writeUInt32BE(pdu.statSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-      b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+      writeTargetSN(b, pdu);
       b.writeUInt32BE(pdu.expDataSN >>> 0, 36);
       b.writeUInt32BE(pdu.bidiResidual >>> 0, 40);
       b.writeUInt32BE(pdu.residual >>> 0, 44);
@@ -184,9 +183,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       b[1] = 0x80;
       b[2] = pdu.response;
       b.writeUInt32BE(pdu.itt >>> 0, 16);
-      b.writeUInt32BE(pdu.statSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-      b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+      writeTargetSN(b, pdu);
       break;
     case 0x25:
       b[1] =
@@ -199,9 +196,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       lunWrite(b, pdu.lun);
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       b.writeUInt32BE(pdu.ttt >>> 0, 20);
-      b.writeUInt32BE(pdu.statSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-      b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+      writeTargetSN(b, pdu);
       b.writeUInt32BE(pdu.dataSN >>> 0, 36);
       b.writeUInt32BE(pdu.bufferOffset >>> 0, 40);
       b.writeUInt32BE(pdu.residual >>> 0, 44);
@@ -210,9 +205,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       b[1] = 0x80;
       b[2] = pdu.response;
       b.writeUInt32BE(pdu.itt >>> 0, 16);
-      b.writeUInt32BE(pdu.statSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-      b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+      writeTargetSN(b, pdu);
       b.writeUInt16BE(pdu.time2Wait & 0xffff, 40);
       b.writeUInt16BE(pdu.time2Retain & 0xffff, 42);
       break;
@@ -221,9 +214,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       lunWrite(b, pdu.lun);
       b.writeUInt32BE(pdu.itt >>> 0, 16);
       b.writeUInt32BE(pdu.ttt >>> 0, 20);
-      b.writeUInt32BE(pdu.statSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-      b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+      writeTargetSN(b, pdu);
       b.writeUInt32BE(pdu.r2tSN >>> 0, 36);
       b.writeUInt32BE(pdu.bufferOffset >>> 0, 40);
       b.writeUInt32BE(pdu.desiredLength >>> 0, 44);
@@ -232,9 +223,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       b[1] = 0x80;
       lunWrite(b, pdu.lun);
       b.writeUInt32BE(0xffffffff, 16);
-      b.writeUInt32BE(pdu.statSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-      b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+      writeTargetSN(b, pdu);
       b[36] = pdu.event;
       b[37] = pdu.vcode;
       b.writeUInt16BE(pdu.param1 & 0xffff, 38);
@@ -245,9 +234,7 @@ function encodeHeader(pdu: Pdu): Buffer {
       b[1] = 0x80;
       b[2] = pdu.reason;
       b.writeUInt32BE(0xffffffff, 16);
-      b.writeUInt32BE(pdu.statSN >>> 0, 24);
-      b.writeUInt32BE(pdu.expCmdSN >>> 0, 28);
-      b.writeUInt32BE(pdu.maxCmdSN >>> 0, 32);
+      writeTargetSN(b, pdu);
       b.writeUInt32BE(pdu.dataSN >>> 0, 36);
       break;
   }

@@ -100,6 +100,17 @@ export const DataError = {
   NOT_ENOUGH: [0x0c, 0x0d], // NOT ENOUGH UNSOLICITED DATA
 } as const;
 
+/** The empty data segment, shared (a zero-length Buffer has nothing to mutate). */
+const EMPTY: Buffer = Buffer.alloc(0);
+
+/** Sense data as an iSCSI data segment: SenseLength (2 bytes) then the sense bytes (RFC 7143 §11.4.7.2). */
+function senseSegment(sense: Buffer): Buffer {
+  const data = Buffer.allocUnsafe(2 + sense.length);
+  data.writeUInt16BE(sense.length, 0);
+  sense.copy(data, 2);
+  return data;
+}
+
 const TMF_LUN_FUNCTIONS: ReadonlySet<number> = new Set([1, 2, 3, 4, 5]);
 
 export class IscsiSession {
@@ -396,7 +407,7 @@ export class IscsiSession {
       this.#send({
         opcode: 0x31,
         immediate: false,
-        data: Buffer.alloc(0),
+        data: EMPTY,
         lun: t.pdu.lun,
         itt: t.itt,
         ttt,
@@ -496,7 +507,7 @@ export class IscsiSession {
     const pieces = t.pieces;
     const dataOut =
       pieces.length === 0
-        ? Buffer.alloc(0)
+        ? EMPTY
         : pieces.length === 1
           ? pieces[0]!
           : gather(pieces, t.received);
@@ -532,7 +543,7 @@ export class IscsiSession {
   #respond(t: Task, r: ScsiResult): void {
     const p = this.params;
     const expIn = t.pdu.read ? (t.pdu.write ? (t.pdu.bidiReadLength ?? 0) : t.pdu.edtl) : 0;
-    const dataIn = r.dataIn ?? Buffer.alloc(0);
+    const dataIn = r.dataIn ?? EMPTY;
     const sendLen = Math.min(dataIn.length, expIn);
     // Residual: for reads, data produced vs expected; for writes, what the CDB wanted vs EDTL.
     let res = residualOf(0, 0);
@@ -574,12 +585,7 @@ export class IscsiSession {
       });
     }
     if (fold) return;
-    let data = Buffer.alloc(0);
-    if (r.sense?.length) {
-      data = Buffer.allocUnsafe(2 + r.sense.length);
-      data.writeUInt16BE(r.sense.length, 0);
-      r.sense.copy(data, 2);
-    }
+    const data = r.sense?.length ? senseSegment(r.sense) : EMPTY;
     this.#send({
       opcode: 0x21,
       immediate: false,
@@ -633,7 +639,7 @@ export class IscsiSession {
       this.#send({
         opcode: 0x20,
         immediate: false,
-        data: Buffer.alloc(0),
+        data: EMPTY,
         lun: 0n,
         itt: RESERVED_TAG,
         ttt,
@@ -672,7 +678,7 @@ export class IscsiSession {
       const parts = this.#textIn.get(pdu.itt) ?? [];
       parts.push(pdu.data);
       this.#textIn.set(pdu.itt, parts);
-      this.#sendTextPdu(pdu, Buffer.alloc(0), true, false, RESERVED_TAG);
+      this.#sendTextPdu(pdu, EMPTY, true, false, RESERVED_TAG);
       return;
     }
     const parts = this.#textIn.get(pdu.itt);
@@ -732,7 +738,7 @@ export class IscsiSession {
     this.#send({
       opcode: 0x26,
       immediate: false,
-      data: Buffer.alloc(0),
+      data: EMPTY,
       response,
       itt: pdu.itt,
       statSN: this.#takeStatSN(),
@@ -754,13 +760,10 @@ export class IscsiSession {
 
   /** SCSI asynchronous event (Async Message, event 0) carrying sense data. */
   scsiAsyncEvent(lun: bigint, sense: Buffer): void {
-    const data = Buffer.allocUnsafe(2 + sense.length);
-    data.writeUInt16BE(sense.length, 0);
-    sense.copy(data, 2);
-    this.#async(AsyncEvent.SCSI_ASYNC_EVENT, 0, 0, 0, lun, data);
+    this.#async(AsyncEvent.SCSI_ASYNC_EVENT, 0, 0, 0, lun, senseSegment(sense));
   }
 
-  #async(event: number, p1: number, p2: number, p3: number, lun = 0n, data = Buffer.alloc(0)): void {
+  #async(event: number, p1: number, p2: number, p3: number, lun = 0n, data: Buffer = EMPTY): void {
     this.#send({
       opcode: 0x32,
       immediate: false,
@@ -859,7 +862,7 @@ export class IscsiSession {
     this.#send({
       opcode: 0x22,
       immediate: false,
-      data: Buffer.alloc(0),
+      data: EMPTY,
       response,
       itt: pdu.itt,
       statSN: this.#takeStatSN(),
