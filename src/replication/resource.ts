@@ -78,6 +78,11 @@ export interface ResourceEvents {
   event: [string];
 }
 
+/** Resolves after the process.nextTick callbacks queued so far (e.g. a connection's uncork). */
+function nextTick(): Promise<void> {
+  return new Promise((r) => process.nextTick(r));
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -523,6 +528,9 @@ export class Resource extends EventEmitter<ResourceEvents> {
         if (this.#sendsWrites(p)) waits.push(this.#replicate(p, offset, length, data, fua));
         else this.#markOutOfSync(p, offset, length);
       }
+      // The DATA frames of this tick are written (one writev) when the tick ends: let that happen
+      // before submitting the local write, so the peer's write starts as early as possible.
+      if (waits.length > 0) await nextTick();
       this.localPending++;
       try {
         if (data === null) await b.writeSame(offset / b.blockSize, length / b.blockSize, null, { fua });

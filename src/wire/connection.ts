@@ -107,15 +107,18 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
     if (!this.#corked) {
       this.#corked = true;
       this.socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.socket.uncork();
-      });
+      process.nextTick(this.#uncork);
     }
     if (body === null) return this.socket.write(prefix, onFlushed);
     this.socket.write(prefix);
     return this.socket.write(body, onFlushed);
   }
+
+  readonly #uncork = (): void => {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.socket.uncork();
+  };
 
   /** Resolves when the socket's write buffer has drained (or the connection closed). */
   drain(): Promise<void> {
