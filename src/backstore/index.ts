@@ -5,6 +5,14 @@ import { MemoryBackstore } from './memory.js';
 import { NullBackstore } from './null.js';
 import type { Backstore } from './types.js';
 
+export {
+  CachedBackstore,
+  type CachedBackstoreStats,
+  PAGE_SIZE,
+  PageCache,
+  type PageCacheOptions,
+  type PageCacheStats,
+} from './cache.js';
 export { FileBackstore, type FileBackstoreOptions, openFileBackstore } from './file.js';
 export { MEMORY_CHUNK, MemoryBackstore } from './memory.js';
 export { NullBackstore } from './null.js';
