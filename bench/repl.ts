@@ -14,10 +14,22 @@
  * and writes an SVG chart of the QD1 latency distributions.
  *
  * Options: --dir DIR (default: a temp dir on the disk of ./, not tmpfs) --size 256M --seconds 4
+ *          --peer-dir DIR (node 1's backing file in a temp dir under DIR instead of next to node
+ *          0's: by default both replicas share one disk, so every replicated write costs that disk
+ *          two writes; local-only always writes node 0's file in --dir)
  *          --svg FILE (default bench-repl-latency.svg) --keep (keep the files) --json FILE
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -31,6 +43,8 @@ const PORT0 = 7960;
 
 interface Ctx {
   readonly dir: string;
+  /** Where node 1's backing file lives (= dir unless --peer-dir). */
+  readonly peerDir: string;
   readonly cfgPath: string;
   readonly ctl: [string, string];
   readonly size: number;
@@ -38,23 +52,28 @@ interface Ctx {
 
 let resyncChunk = 262144;
 
-function resourceYaml(c: { dir: string; size: number; protocol: string }): string {
+function resourceYaml(c: { dir: string; peerDir: string; size: number; protocol: string }): string {
   return `name: bench
 secret: bench-secret
 size: ${c.size}
 nodes:
   - { id: 0, name: n0, address: 127.0.0.1:${PORT0}, disk: ${join(c.dir, 'n0.img')}, control: ${join(c.dir, 'n0.ctl')} }
-  - { id: 1, name: n1, address: 127.0.0.1:${PORT0 + 1}, disk: ${join(c.dir, 'n1.img')}, control: ${join(c.dir, 'n1.ctl')} }
+  - { id: 1, name: n1, address: 127.0.0.1:${PORT0 + 1}, disk: ${join(c.peerDir, 'n1.img')}, control: ${join(c.dir, 'n1.ctl')} }
 net: { protocol: ${c.protocol}, pingIntMs: 2000, pingTimeoutMs: 2000, connectIntMs: 100 }
 disk: { direct: true, alExtents: 1020, resyncChunk: ${resyncChunk} }
 `;
 }
 
-/** Fills a file with zeros (allocated, written: no unwritten-extent conversion during the bench). */
+/**
+ * Fills a file with zeros (allocated, written: no unwritten-extent conversion during the bench),
+ * then fsyncs it: otherwise the kernel writes these dirty pages back during the first
+ * measurements (local-only) and the disk is shared with that writeback.
+ */
 function zeroFile(path: string, size: number): void {
   const fd = openSync(path, 'w');
   const buf = Buffer.alloc(4 * 1024 * 1024);
   for (let at = 0; at < size; at += buf.length) writeSync(fd, buf, 0, Math.min(buf.length, size - at));
+  fsyncSync(fd);
   closeSync(fd);
 }
 
@@ -224,6 +243,7 @@ export async function runReplBench(argv: string[]): Promise<void> {
     args: argv,
     options: {
       dir: { type: 'string' },
+      'peer-dir': { type: 'string' },
       size: { type: 'string', default: '256M' },
       seconds: { type: 'string', default: '4' },
       svg: { type: 'string', default: 'bench-repl-latency.svg' },
@@ -240,16 +260,24 @@ export async function runReplBench(argv: string[]): Promise<void> {
   if (base === undefined) base = isTmpfs(tmpdir()) ? resolve('.') : tmpdir();
   mkdirSync(base, { recursive: true });
   const dir = mkdtempSync(join(base, 'lunar-bench-repl-'));
+  let peerDir = dir;
+  if (values['peer-dir'] !== undefined) {
+    mkdirSync(values['peer-dir'], { recursive: true });
+    peerDir = mkdtempSync(join(resolve(values['peer-dir']), 'lunar-bench-repl-peer-'));
+  }
   const cfgPath = join(dir, 'bench.yaml');
-  const ctx: Ctx = { dir, cfgPath, ctl: [join(dir, 'n0.ctl'), join(dir, 'n1.ctl')], size };
+  const ctx: Ctx = { dir, peerDir, cfgPath, ctl: [join(dir, 'n0.ctl'), join(dir, 'n1.ctl')], size };
+  const kind = (d: string): string => (isTmpfs(d) ? 'tmpfs!' : 'disk');
   console.log(
-    `lunar bench repl: 2 node processes on loopback, files in ${dir} (${isTmpfs(dir) ? 'tmpfs!' : 'disk'}), O_DIRECT, device ${values.size}`,
+    peerDir === dir
+      ? `lunar bench repl: 2 node processes on loopback, both backing files in ${dir} (${kind(dir)}: one disk shared by both replicas), O_DIRECT, device ${values.size}`
+      : `lunar bench repl: 2 node processes on loopback, node 0 (primary, local-only) in ${dir} (${kind(dir)}), node 1 in ${peerDir} (${kind(peerDir)}), O_DIRECT, device ${values.size}`,
   );
   const procs: ChildProcess[] = [];
   try {
     zeroFile(join(dir, 'n0.img'), size);
-    zeroFile(join(dir, 'n1.img'), size);
-    writeFileSync(cfgPath, resourceYaml({ dir, size, protocol: 'C' }));
+    zeroFile(join(peerDir, 'n1.img'), size);
+    writeFileSync(cfgPath, resourceYaml({ dir, peerDir, size, protocol: 'C' }));
     procs.push(await startNode(cfgPath, 0), await startNode(cfgPath, 1));
     await req(ctx, 0, { cmd: 'wait-connect', timeoutMs: 10_000 });
     await req(ctx, 0, { cmd: 'new-current-uuid', clearBitmap: true });
@@ -258,16 +286,13 @@ export async function runReplBench(argv: string[]): Promise<void> {
 
     const rtt = await loopbackRtt();
     const modes = ['local', 'A', 'B', 'C'].filter((m) => values.modes.split(',').includes(m)) as (
-      | 'local'
-      | 'A'
-      | 'B'
-      | 'C'
+      'local' | 'A' | 'B' | 'C'
     )[];
     if (!modes.includes('local') || !modes.includes('C')) throw new Error('--modes must include local and C');
     const res: Record<string, { qd1: BenchResult; qd32: BenchResult; seq: BenchResult }> = {};
     for (const m of modes) {
       if (m !== 'local') {
-        writeFileSync(cfgPath, resourceYaml({ dir, size, protocol: m }));
+        writeFileSync(cfgPath, resourceYaml({ dir, peerDir, size, protocol: m }));
         await req(ctx, 0, { cmd: 'adjust' });
         await req(ctx, 1, { cmd: 'adjust' });
         const st = await req<ResourceStatus>(ctx, 0, { cmd: 'status' });
@@ -307,7 +332,7 @@ export async function runReplBench(argv: string[]): Promise<void> {
       );
     }
     // Full resync of the whole device to the peer (writes above made the replicas differ anyway).
-    writeFileSync(cfgPath, resourceYaml({ dir, size, protocol: 'C' }));
+    writeFileSync(cfgPath, resourceYaml({ dir, peerDir, size, protocol: 'C' }));
     await req(ctx, 0, { cmd: 'adjust' });
     await req(ctx, 1, { cmd: 'adjust' });
     await req(ctx, 0, { cmd: 'invalidate-remote' });
@@ -316,7 +341,12 @@ export async function runReplBench(argv: string[]): Promise<void> {
     const ls = st.peers[0]?.lastSync;
     const resyncMiBps = ls == null ? 0 : ls.totalKiB / 1024 / Math.max(0.001, ls.elapsedSec);
     const verify = await req<{ outOfSyncBlocks: number }>(ctx, 0, { cmd: 'verify' });
-    const disk = fioWrite(dir, Math.min(size, 512 * 1048576), 262144);
+    // The resync reads node 0's disk and writes node 1's: with --peer-dir the goal compares
+    // against the slower of the two disks' write rates.
+    const fioSize = Math.min(size, 512 * 1048576);
+    const disk0 = fioWrite(dir, fioSize, 262144);
+    const disk1 = peerDir === dir ? disk0 : fioWrite(peerDir, fioSize, 262144);
+    const disk = disk0 === null || disk1 === null ? null : Math.min(disk0, disk1);
 
     const L = res['local'] as (typeof res)[string];
     const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
@@ -342,8 +372,11 @@ export async function runReplBench(argv: string[]): Promise<void> {
     console.log(
       `full resync: ${fmt(ls?.totalKiB ?? 0)} KiB in ${ls?.elapsedSec ?? '?'} s = ${fmt(resyncMiBps, 1)} MiB/s; verify after: ${verify.outOfSyncBlocks} out-of-sync`,
     );
+    const mibs = (v: number | null): string => (v === null ? 'fio unavailable' : `${fmt(v, 1)} MiB/s`);
     console.log(
-      `disk write rate (fio --direct=1 --rw=write --bs=256k --iodepth=8, same dir): ${disk === null ? 'fio unavailable' : `${fmt(disk, 1)} MiB/s`}`,
+      peerDir === dir
+        ? `disk write rate (fio --direct=1 --rw=write --bs=256k --iodepth=8, same dir): ${mibs(disk)}`
+        : `disk write rate (fio --direct=1 --rw=write --bs=256k --iodepth=8): node 0's dir ${mibs(disk0)}, node 1's dir ${mibs(disk1)}; the resync goal uses the slower`,
     );
     const C = res['C'] as (typeof res)[string];
     const goals: [string, boolean, string][] = [
@@ -389,7 +422,10 @@ export async function runReplBench(argv: string[]): Promise<void> {
     );
     console.log(`\nlatency distributions chart: ${svg}`);
     if (values.json !== undefined) {
-      writeFileSync(values.json, `${JSON.stringify({ rtt, res, resyncMiBps, disk, goals }, null, 2)}\n`);
+      writeFileSync(
+        values.json,
+        `${JSON.stringify({ dir, peerDir, rtt, res, resyncMiBps, disk0, disk1, goals }, null, 2)}\n`,
+      );
     }
   } finally {
     // orderly shutdown (a --cpu-prof profile is written at exit), then SIGKILL what is left
@@ -402,6 +438,9 @@ export async function runReplBench(argv: string[]): Promise<void> {
       ),
     );
     for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
-    if (!values.keep) rmSync(dir, { recursive: true, force: true });
+    if (!values.keep) {
+      rmSync(dir, { recursive: true, force: true });
+      if (peerDir !== dir) rmSync(peerDir, { recursive: true, force: true });
+    }
   }
 }

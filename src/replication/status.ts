@@ -83,7 +83,7 @@ function progress(r: Resource, p: Peer, s: SyncRun, now: number): SyncProgress {
     remainingKiB,
     speedKiBps: Math.round(speed),
     etaSec: speed > 0 ? Math.round(remainingKiB / speed) : null,
-    elapsedSec: Math.round(elapsedSec * 10) / 10,
+    elapsedSec: Math.round(elapsedSec * 1000) / 1000,
     dataBytes: s.dataBytes,
     digestBytes: s.digestBytes,
     equalBlocks: s.equalBlocks,
