@@ -325,6 +325,11 @@ export class CachedBackstore implements Backstore {
     return this.inner.capabilities;
   }
 
+  /** The cache copies nothing from write data: done with it when the inner store is. */
+  get doneWithWriteData(): boolean {
+    return this.inner.doneWithWriteData === true;
+  }
+
   stats(): CachedBackstoreStats {
     return {
       hits: this.#hits,

@@ -41,6 +41,7 @@ function deferred(): Deferred {
  */
 class Probe implements Backstore {
   readonly mem: MemoryBackstore;
+  doneWithWriteData = true;
   reads = 0;
   readBytes = 0;
   released: Buffer[] = [];
@@ -342,13 +343,16 @@ describe('CachedBackstore', () => {
     expect(probe.released).toHaveLength(2);
   });
 
-  it('validates like the inner store and stays coherent after errors', async () => {
-    const { b } = setup({ blocks: 16 });
+  it('validates like the inner store and reports what it does', async () => {
+    const { b, probe } = setup({ blocks: 16 });
     await expect(b.read(15, 2)).rejects.toMatchObject({ code: 'OUT_OF_RANGE' });
     await expect(b.read(-1, 1)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(b.write(0, Buffer.alloc(100))).rejects.toMatchObject({ code: 'MISALIGNED' });
     expect(b.description).toMatch(/block cache on/);
     expect(b.kind).toBe('memory');
+    expect(b.doneWithWriteData).toBe(true); // whatever the inner store says
+    probe.doneWithWriteData = false;
+    expect(b.doneWithWriteData).toBe(false);
   });
 
   it('close drops the LUN’s pages and frees its number for the next LUN', async () => {
