@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { loadResourceConfig, parseResourceConfig, type ResourceConfig } from '../replication/config.js';
@@ -38,6 +39,12 @@ export interface LunSpec {
   readonly removable: boolean;
   readonly direct: boolean;
   readonly writeCache: boolean;
+  /**
+   * Reads go through the process's block cache (`cache:` section). Default: on for `file` LUNs
+   * with `direct: true` when the cache is on; off otherwise (never on for replicated LUNs).
+   * Always set by parseConfig; absent (hand-built specs) = off.
+   */
+  readonly cache?: boolean;
   /** 16 hex digits; generated when missing (see {@link ensureLunIds}). */
   readonly id?: string;
   readonly serial?: string;
@@ -67,11 +74,7 @@ export interface TargetSpec {
 }
 
 export type AluaStateSpec =
-  | 'active-optimized'
-  | 'active-non-optimized'
-  | 'standby'
-  | 'unavailable'
-  | 'transitioning';
+  'active-optimized' | 'active-non-optimized' | 'standby' | 'unavailable' | 'transitioning';
 
 export interface AluaSpec {
   readonly groups?: Readonly<Record<string, AluaStateSpec>>;
@@ -94,8 +97,16 @@ export interface ResourceRef {
   readonly blockSize: number;
 }
 
+/** The process-wide read block cache (src/backstore/cache.ts). */
+export interface CacheSpec {
+  /** Byte budget shared by every cached LUN, whole 4 KiB pages; 0 = no cache. */
+  readonly size: number;
+}
+
 export interface LunarConfig {
   readonly portals: readonly PortalSpec[];
+  /** Read block cache; filled in by parseConfig (default {@link defaultCacheSize}). */
+  readonly cache?: CacheSpec;
   /** Replicated resources (DRBD-like) this daemon runs; LUNs use them with `backstore: replicated`. */
   readonly resources?: readonly ResourceRef[];
   readonly targets: readonly TargetSpec[];
@@ -105,6 +116,19 @@ export interface LunarConfig {
 }
 
 export const DEFAULT_PORT = 3260;
+
+/** Block cache page size: sizes are rounded down to it. */
+export const CACHE_PAGE = 4096;
+
+/**
+ * Default block cache budget: 1 GiB, or an eighth of the machine's memory when that is less
+ * (a 2 GiB VM gets 256 MiB). The cache's arenas are allocated as it fills, so an idle LUN costs
+ * nothing; the budget only bounds what a hot working set may take.
+ */
+export function defaultCacheSize(memory: number = totalmem()): number {
+  const bytes = Math.min(2 ** 30, Math.floor(memory / 8));
+  return bytes - (bytes % CACHE_PAGE);
+}
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -147,6 +171,18 @@ export const CONFIG_SCHEMA = {
       },
     },
     accounts: { type: 'array', items: chapUser },
+    cache: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        size: {
+          anyOf: [
+            { type: 'integer', minimum: 0 },
+            { type: 'string', pattern: SIZE_RE },
+          ],
+        },
+      },
+    },
     resources: {
       type: 'array',
       items: {
@@ -256,6 +292,7 @@ export const CONFIG_SCHEMA = {
                 removable: { type: 'boolean' },
                 direct: { type: 'boolean' },
                 writeCache: { type: 'boolean' },
+                cache: { type: 'boolean' },
                 id: { type: 'string', pattern: '^[0-9a-fA-F]{16}$' },
                 serial: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[\\x21-\\x7e]+$' },
                 vendor: { type: 'string', minLength: 1, maxLength: 8, pattern: '^[\\x20-\\x7e]+$' },
@@ -463,6 +500,7 @@ interface RawLun {
   removable?: boolean;
   direct?: boolean;
   writeCache?: boolean;
+  cache?: boolean;
   id?: string;
   serial?: string;
   vendor?: string;
@@ -483,6 +521,7 @@ interface RawTarget {
   luns: RawLun[];
 }
 interface RawConfig {
+  cache?: { size?: number | string };
   resources?: (Record<string, unknown> & { file?: string; node?: number })[];
   accounts?: ChapUser[];
   portals?: { listen: string; group?: number }[];
@@ -537,6 +576,25 @@ function normalise(
   baseDir = process.cwd(),
 ): LunarConfig {
   const resources = normaliseResources(raw, at, problems, baseDir);
+  let cacheSize = defaultCacheSize();
+  if (raw.cache?.size !== undefined) {
+    const v = raw.cache.size;
+    const where = `${at(['cache', 'size'])}: cache.size`;
+    if (v === 0 || (typeof v === 'string' && /^0+(\.0+)?\s*([KMGTP](i?B)?|B)?$/i.test(v.trim())))
+      cacheSize = 0;
+    else {
+      try {
+        const bytes = parseSize(v);
+        if (bytes < CACHE_PAGE)
+          problems.push(
+            `${where}: ${bytes} bytes is less than one ${CACHE_PAGE}-byte page (use 0 to turn the cache off)`,
+          );
+        cacheSize = bytes - (bytes % CACHE_PAGE);
+      } catch (err) {
+        problems.push(`${where}: ${(err as Error).message}`);
+      }
+    }
+  }
   const portals: PortalSpec[] = [];
   const seenListen = new Set<string>();
   (raw.portals ?? [{ listen: `127.0.0.1:${DEFAULT_PORT}` }]).forEach((p, i) => {
@@ -627,6 +685,13 @@ function normalise(
         l.size === undefined
       )
         problems.push(`${lp('size')}: a ${l.backstore} backstore needs a size`);
+      const direct = l.direct ?? true;
+      if (l.cache === true && l.backstore === 'replicated')
+        problems.push(
+          `${lp('cache')}: replicated LUNs are not cached (reads must see the resource's disk, which a peer's resync or a promotion elsewhere changes)`,
+        );
+      else if (l.cache === true && cacheSize === 0)
+        problems.push(`${lp('cache')}: the block cache is off (cache.size: 0 at the top level)`);
       return {
         lun: l.lun,
         backstore: l.backstore,
@@ -637,8 +702,9 @@ function normalise(
         ...(l.physicalBlockSize !== undefined ? { physicalBlockSize: l.physicalBlockSize } : {}),
         readOnly: l.readOnly ?? false,
         removable: l.removable ?? false,
-        direct: l.direct ?? true,
+        direct,
         writeCache: l.writeCache ?? true,
+        cache: l.cache ?? (l.backstore === 'file' && direct && cacheSize > 0),
         ...(l.id !== undefined ? { id: l.id.toLowerCase() } : {}),
         ...(l.serial !== undefined ? { serial: l.serial } : {}),
         ...(l.vendor !== undefined ? { vendor: l.vendor } : {}),
@@ -698,6 +764,7 @@ function normalise(
   );
   return {
     portals,
+    cache: { size: cacheSize },
     ...(resources.length > 0 ? { resources } : {}),
     targets,
     ...(raw.discovery?.chap ? { discovery: { chap: { users: raw.discovery.chap.users } } } : {}),

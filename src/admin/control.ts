@@ -100,6 +100,8 @@ export interface NewLun {
   readonly removable?: boolean;
   readonly direct?: boolean;
   readonly writeCache?: boolean;
+  /** Reads through the block cache (docs/config.md); changing it reopens the LUN. */
+  readonly cache?: boolean;
   readonly serial?: string;
   readonly vendor?: string;
   readonly product?: string;
@@ -348,6 +350,8 @@ export class Controller {
       targets: this.config.targets.length,
       luns: this.config.targets.reduce((n, t) => n + t.luns.length, 0),
       sessions: this.sessions().length,
+      // Read block cache: budget, use and hit counters (null when `cache: { size: 0 }`).
+      cache: this.#runtime.cache?.stats() ?? null,
     };
   }
 
@@ -524,6 +528,7 @@ export class Controller {
         'removable',
         'direct',
         'writeCache',
+        'cache',
         'serial',
         'vendor',
         'product',
@@ -564,6 +569,7 @@ export class Controller {
         'removable',
         'direct',
         'writeCache',
+        'cache',
         'serial',
         'vendor',
         'product',

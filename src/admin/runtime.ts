@@ -4,7 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { isAbsolute, join } from 'node:path';
-import { openBackstore } from '../backstore/index.js';
+import { CachedBackstore, openBackstore, PageCache } from '../backstore/index.js';
 import type { Backstore } from '../backstore/types.js';
 import { IscsiServer, type IscsiServerConfig, type IscsiTargetConfig } from '../iscsi/index.js';
 import { type AluaStateName, toAluaState } from '../scsi/alua.js';
@@ -13,11 +13,11 @@ import { FileAtomicJournal } from '../scsi/atomic.js';
 import { FilePrStore } from '../scsi/pr-store.js';
 import { ReplicatedBackstore } from '../replication/backstore.js';
 import type { Logger } from '../util/log.js';
-import type { LunarConfig, LunSpec, TargetSpec } from './config.js';
+import { defaultCacheSize, formatSize, type LunarConfig, type LunSpec, type TargetSpec } from './config.js';
 import { openResources, type ResourceHandle, resourcesOfTarget } from './replication.js';
 
 /** Fields whose change needs the backing store reopened. */
-const BACKSTORE_FIELDS = ['backstore', 'path', 'size', 'blockSize', 'readOnly', 'direct'] as const;
+const BACKSTORE_FIELDS = ['backstore', 'path', 'size', 'blockSize', 'readOnly', 'direct', 'cache'] as const;
 
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
@@ -60,6 +60,8 @@ export interface Runtime {
   setOffline(name: string | undefined, offline: boolean): void;
   /** Replicated resources this daemon runs (`resources:` in the config), by name. */
   readonly resources: ReadonlyMap<string, ResourceHandle>;
+  /** The read block cache shared by the cached LUNs (absent with `cache: { size: 0 }`). */
+  readonly cache?: PageCache;
 }
 
 export interface RuntimeOptions {
@@ -67,7 +69,22 @@ export interface RuntimeOptions {
   readonly nodeId?: number;
 }
 
+/**
+ * Opens a LUN's backstore; with `spec.cache` and a block cache, its reads go through the cache
+ * (never for replicated LUNs: see docs/config.md).
+ */
 export async function openLun(
+  spec: LunSpec,
+  dataDir: string,
+  resources?: ReadonlyMap<string, ResourceHandle>,
+  cache?: PageCache,
+): Promise<Backstore> {
+  if (spec.backstore === 'replicated' || spec.cache !== true || cache === undefined)
+    return openPlainLun(spec, dataDir, resources);
+  return new CachedBackstore(await openPlainLun(spec, dataDir, resources), cache);
+}
+
+async function openPlainLun(
   spec: LunSpec,
   dataDir: string,
   resources?: ReadonlyMap<string, ResourceHandle>,
@@ -148,10 +165,11 @@ async function buildTarget(
   opened: Map<string, Backstore>,
   portals: readonly { group: number }[] = [],
   resources?: ReadonlyMap<string, ResourceHandle>,
+  cache?: PageCache,
 ): Promise<IscsiTargetConfig> {
   const luns = [];
   for (const l of t.luns) {
-    const bs = await openLun(l, dataDir, resources);
+    const bs = await openLun(l, dataDir, resources, cache);
     opened.set(`${t.name}/${l.lun}`, bs);
     luns.push(luConfig(l, bs, await atomicJournal(l, bs, dataDir)));
   }
@@ -213,6 +231,9 @@ export async function startRuntime(
   ropts: RuntimeOptions = {},
 ): Promise<Runtime> {
   const opened = new Map<string, Backstore>();
+  // One block cache for the whole process (a global budget, as the kernel's page cache).
+  const cacheSize = config.cache?.size ?? defaultCacheSize();
+  const pageCache = cacheSize > 0 ? new PageCache({ bytes: cacheSize }) : undefined;
   const resources = await openResources(config, dataDir, log, ropts.nodeId);
   const closeAll = async () => {
     await Promise.allSettled([...opened.values()].map((b) => b.close()));
@@ -240,7 +261,7 @@ export async function startRuntime(
   try {
     const targets: IscsiTargetConfig[] = [];
     for (const t of config.targets) {
-      const built = await buildTarget(t, dataDir, opened, config.portals, resources);
+      const built = await buildTarget(t, dataDir, opened, config.portals, resources, pageCache);
       scsiTargets.set(t.name, built.scsi as LunarScsiTarget);
       targets.push(notPrimary(t) ? effective(t, built.scsi as LunarScsiTarget) : built);
     }
@@ -280,6 +301,12 @@ export async function startRuntime(
       }
     });
   }
+  const cachedLuns = [...opened.values()].filter((b) => b instanceof CachedBackstore).length;
+  log.info(
+    pageCache
+      ? `block cache: ${formatSize(pageCache.capacityBytes)} for ${cachedLuns} LUN(s), allocated as it fills`
+      : 'block cache: off',
+  );
   for (const [name, bs] of opened) {
     if (bs.kind === 'file' && !bs.capabilities.directIo) {
       log.warn(`${name}: ${bs.description}: the filesystem refused O_DIRECT; using buffered I/O`);
@@ -297,6 +324,7 @@ export async function startRuntime(
     server,
     backstores: opened,
     resources,
+    ...(pageCache !== undefined ? { cache: pageCache } : {}),
     scsiTarget: (name) => scsiTargets.get(name),
     setOffline(name, value) {
       if (name === undefined) systemOffline = value;
@@ -308,6 +336,11 @@ export async function startRuntime(
       }
     },
     async reconcile(from, to, opts = {}) {
+      const sizeOf = (c: LunarConfig) => c.cache?.size ?? defaultCacheSize();
+      if (sizeOf(from) !== sizeOf(to))
+        log.warn(
+          `block cache: cache.size ${formatSize(sizeOf(to))} applies at the next start (now ${pageCache ? formatSize(pageCache.capacityBytes) : 'off'})`,
+        );
       const before = new Map(from.targets.map((t) => [t.name, t]));
       const after = new Map(to.targets.map((t) => [t.name, t]));
       for (const [name, t] of before) {
@@ -323,7 +356,7 @@ export async function startRuntime(
           const fresh = new Map<string, Backstore>();
           let built: IscsiTargetConfig;
           try {
-            built = await buildTarget(t, dataDir, fresh, to.portals, resources);
+            built = await buildTarget(t, dataDir, fresh, to.portals, resources, pageCache);
             server.addTarget(
               systemOffline || notPrimary(t) ? effective(t, built.scsi as LunarScsiTarget) : built,
             );
@@ -353,7 +386,7 @@ export async function startRuntime(
           let bs = opened.get(key);
           const reopen = !was || !bs || BACKSTORE_FIELDS.some((f) => !sameJson(was[f], l[f]));
           if (reopen) {
-            const nbs = await openLun(l, dataDir, resources);
+            const nbs = await openLun(l, dataDir, resources, pageCache);
             if (was) {
               scsi.removeLun(n);
               await closeLun(key);

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   ConfigError,
+  defaultCacheSize,
+  defaultConfigText,
   ensureLunIds,
   formatSize,
   loadConfig,
@@ -192,6 +194,30 @@ describe('parseConfig', () => {
       'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - { lun: 0, backstore: null, size: 1M }\n      - { lun: 0, backstore: null, size: 1M }\n',
       /LUN 0 is defined twice/,
     ],
+    ['cache size garbage', 'cache: { size: lots }\n', /c\.yaml:1: cache\.size: must match pattern/],
+    [
+      'cache size below a page',
+      'cache:\n  size: 100\n',
+      /c\.yaml:2: cache\.size: 100 bytes is less than one 4096-byte page \(use 0 to turn the cache off\)/,
+    ],
+    ['cache size negative', 'cache: { size: -1 }\n', /cache\.size: must be >= 0/],
+    ['cache not a map', 'cache: 1G\n', /c\.yaml:1: cache: must be object/],
+    ['cache unknown field', 'cache: { sise: 1G }\n', /cache: unknown field "sise"/],
+    [
+      'lun cache not boolean',
+      lun('        backstore: memory\n        size: 1M\n        cache: "yes"\n'),
+      /luns\[0\]\.cache: must be boolean/,
+    ],
+    [
+      'lun cache with the cache off',
+      `cache: { size: 0 }\n${lun('        backstore: file\n        path: d.img\n        size: 1G\n        cache: true\n')}`,
+      /c\.yaml:\d+: targets\[0\]\.luns\[0\]\.cache: the block cache is off/,
+    ],
+    [
+      'replicated lun cached',
+      lun('        backstore: replicated\n        resource: r0\n        cache: true\n'),
+      /luns\[0\]\.cache: replicated LUNs are not cached/,
+    ],
     [
       'same id twice',
       'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - { lun: 0, backstore: null, size: 1M, id: 0123456789abcdef }\n      - { lun: 1, backstore: null, size: 1M, id: 0123456789ABCDEF }\n',
@@ -215,6 +241,66 @@ describe('parseConfig', () => {
     const text =
       'targets:\n  - name: iqn.2026-11.io.lunar:t1\n    luns:\n      - lun: 0\n        backstore: memory\n        size: 1M\n        blockSize: 333\n';
     expect(() => parseConfig(text, 'c.yaml')).toThrow(/c\.yaml:7: targets\[0\]\.luns\[0\]\.blockSize/);
+  });
+});
+
+describe('block cache settings', () => {
+  const luns = `targets:
+  - name: iqn.2026-11.io.lunar:t1
+    luns:
+      - { lun: 0, backstore: file, path: a.img, size: 1G }
+      - { lun: 1, backstore: file, path: b.img, size: 1G, direct: false }
+      - { lun: 2, backstore: file, path: c.img, size: 1G, cache: false }
+      - { lun: 3, backstore: memory, size: 1M }
+      - { lun: 4, backstore: memory, size: 1M, cache: true }
+      - { lun: 5, backstore: null, size: 1M }
+`;
+  const cached = (text: string) => parseConfig(text, 'c.yaml').config.targets[0]!.luns.map((l) => l.cache);
+
+  it('defaults to 1 GiB, or an eighth of the memory when that is less, in whole pages', () => {
+    expect(defaultCacheSize(64 * 2 ** 30)).toBe(2 ** 30);
+    expect(defaultCacheSize(8 * 2 ** 30)).toBe(2 ** 30);
+    expect(defaultCacheSize(2 * 2 ** 30)).toBe(256 * 2 ** 20);
+    expect(defaultCacheSize(1_000_000_000)).toBe(Math.floor(125_000_000 / 4096) * 4096);
+    expect(defaultCacheSize() % 4096).toBe(0);
+    expect(defaultCacheSize()).toBeGreaterThan(0);
+  });
+
+  it('is on by default: cached are the O_DIRECT file LUNs, unless a LUN says otherwise', () => {
+    const { config } = parseConfig(luns, 'c.yaml');
+    expect(config.cache).toEqual({ size: defaultCacheSize() });
+    expect(cached(luns)).toEqual([true, false, false, false, true, false]);
+    // The config lunar serve writes on first start gets the cache.
+    const { config: dflt } = parseConfig(
+      defaultConfigText({
+        iqn: 'iqn.2026-11.io.lunar:d',
+        listen: '127.0.0.1:3260',
+        size: '1G',
+        id: '0123456789abcdef',
+      }),
+      'c.yaml',
+    );
+    expect(dflt.cache?.size).toBeGreaterThan(0);
+    expect(dflt.targets[0]!.luns[0]!.cache).toBe(true);
+  });
+
+  it.each([
+    ['512M', 512 * 2 ** 20],
+    ['1G', 2 ** 30],
+    ['10000', 8192],
+    ['4096', 4096],
+  ])('size %s', (size, bytes) => {
+    expect(parseConfig(`cache: { size: ${size} }\n${luns}`, 'c.yaml').config.cache).toEqual({ size: bytes });
+  });
+
+  it.each(['0', '0M', '"0 GiB"'])('size %s turns it off, and the default LUNs with it', (size) => {
+    const text = `cache: { size: ${size} }\n${luns.replace(', cache: true', '')}`;
+    expect(parseConfig(text, 'c.yaml').config.cache).toEqual({ size: 0 });
+    expect(cached(text)).toEqual([false, false, false, false, false, false]);
+  });
+
+  it('an empty cache section keeps the default', () => {
+    expect(parseConfig(`cache: {}\n${luns}`, 'c.yaml').config.cache).toEqual({ size: defaultCacheSize() });
   });
 });
 
