@@ -7,6 +7,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { type Document, isMap, isSeq } from 'yaml';
+import { CachedBackstore, type CachedBackstoreStats } from '../backstore/index.js';
 import type { Logger } from '../util/log.js';
 import {
   type ChapUser,
@@ -73,6 +74,8 @@ export interface LunView extends LunSpec {
   /** Bytes (from the open backstore). */
   readonly bytes: number;
   readonly online: boolean;
+  /** Read block cache counters of this LUN (when its reads go through the cache). */
+  readonly cacheStats?: CachedBackstoreStats;
 }
 
 export interface TargetView {
@@ -874,7 +877,12 @@ export class Controller {
           const lu = scsi?.logicalUnit(l.lun);
           const bs = this.#runtime.backstores.get(`${t.name}/${l.lun}`);
           const bytes = bs ? Number(bs.blockCount) * bs.blockSize : (l.size ?? 0);
-          return { ...l, bytes, online: lu ? lu.loaded : false };
+          return {
+            ...l,
+            bytes,
+            online: lu ? lu.loaded : false,
+            ...(bs instanceof CachedBackstore ? { cacheStats: bs.stats() } : {}),
+          };
         }),
       sessions: this.sessions(t.name),
     };

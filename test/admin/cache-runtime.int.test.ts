@@ -2,12 +2,13 @@
  * The block cache in the running daemon: one PageCache for the process, LUNs wrapped as the config
  * says, pages dropped when a LUN goes away or is reopened uncached, status counters.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type LunarConfig, parseConfig } from '../../src/admin/config.js';
+import { type LunarConfig, loadConfig, parseConfig } from '../../src/admin/config.js';
+import { Controller } from '../../src/admin/control.js';
 import { type Runtime, startRuntime } from '../../src/admin/runtime.js';
 import { CachedBackstore } from '../../src/backstore/index.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -108,6 +109,32 @@ describe('block cache in the runtime', () => {
     expect(rt.cache?.stats().pages).toBe(1);
     await rt.reconcile(without0, { ...without0, targets: [] });
     expect(rt.cache?.stats()).toMatchObject({ pages: 0, luns: 0 });
+  });
+
+  it('control API: status and LUN views show the counters; PATCH cache: false reopens the LUN uncached', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'lunar-cache-rt-'));
+    const file = join(dir, 'lunar.yaml');
+    writeFileSync(
+      file,
+      configText(await freePort(), '2M', `      - { lun: 0, backstore: file, path: d.img, size: 1M }\n`),
+    );
+    const loaded = loadConfig(file);
+    runtime = await startRuntime(loaded.config, dir, silentLogger);
+    const c = new Controller({ loaded, runtime, dataDir: dir, log: silentLogger });
+    const b = runtime.backstores.get(`${IQN}/0`);
+    await b?.read(0, 8);
+    await b?.read(0, 8);
+    expect(c.status()['cache']).toMatchObject({ capacityBytes: 2 * 2 ** 20, pages: 1, hits: 1, misses: 1 });
+    expect(c.target(IQN).luns[0]).toMatchObject({
+      cache: true,
+      cacheStats: { hits: 1, misses: 1, pages: 1 },
+    });
+    const view = await c.updateLun(IQN, 0, { cache: false });
+    expect(view.cache).toBe(false);
+    expect(view.cacheStats).toBeUndefined();
+    expect(runtime.backstores.get(`${IQN}/0`)).not.toBeInstanceOf(CachedBackstore);
+    expect(c.status()['cache']).toMatchObject({ pages: 0, luns: 0 });
+    expect(readFileSync(file, 'utf8')).toMatch(/cache: false/);
   });
 
   it('cache size 0: no cache, no LUN wrapped', async () => {
