@@ -120,12 +120,19 @@ export const DEFAULT_PORT = 3260;
 /** Block cache page size: sizes are rounded down to it. */
 export const CACHE_PAGE = 4096;
 
+/** Memory this process may use: the machine's, or the cgroup limit (a container) when lower. */
+export function availableMemory(): number {
+  const total = totalmem();
+  const limit = typeof process.constrainedMemory === 'function' ? process.constrainedMemory() : 0;
+  return limit > 0 && limit < total ? limit : total;
+}
+
 /**
- * Default block cache budget: 1 GiB, or an eighth of the machine's memory when that is less
- * (a 2 GiB VM gets 256 MiB). The cache's arenas are allocated as it fills, so an idle LUN costs
- * nothing; the budget only bounds what a hot working set may take.
+ * Default block cache budget: 1 GiB, or an eighth of the memory ({@link availableMemory}) when
+ * that is less (a 2 GiB VM or container gets 256 MiB). The cache's arenas are allocated as it
+ * fills, so an idle LUN costs nothing; the budget only bounds what a hot working set may take.
  */
-export function defaultCacheSize(memory: number = totalmem()): number {
+export function defaultCacheSize(memory: number = availableMemory()): number {
   const bytes = Math.min(2 ** 30, Math.floor(memory / 8));
   return bytes - (bytes % CACHE_PAGE);
 }

@@ -13,7 +13,14 @@ import { FileAtomicJournal } from '../scsi/atomic.js';
 import { FilePrStore } from '../scsi/pr-store.js';
 import { ReplicatedBackstore } from '../replication/backstore.js';
 import type { Logger } from '../util/log.js';
-import { defaultCacheSize, formatSize, type LunarConfig, type LunSpec, type TargetSpec } from './config.js';
+import {
+  availableMemory,
+  defaultCacheSize,
+  formatSize,
+  type LunarConfig,
+  type LunSpec,
+  type TargetSpec,
+} from './config.js';
 import { openResources, type ResourceHandle, resourcesOfTarget } from './replication.js';
 
 /** Fields whose change needs the backing store reopened. */
@@ -301,6 +308,10 @@ export async function startRuntime(
       }
     });
   }
+  if (pageCache && pageCache.capacityBytes > availableMemory() / 2)
+    log.warn(
+      `block cache: cache.size ${formatSize(pageCache.capacityBytes)} is more than half of this machine's memory (${formatSize(availableMemory())}); it is taken as the cache fills`,
+    );
   const cachedLuns = [...opened.values()].filter((b) => b instanceof CachedBackstore).length;
   log.info(
     pageCache

@@ -1,8 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  availableMemory,
   ConfigError,
   defaultCacheSize,
   defaultConfigText,
@@ -262,6 +263,8 @@ describe('block cache settings', () => {
     expect(defaultCacheSize(8 * 2 ** 30)).toBe(2 ** 30);
     expect(defaultCacheSize(2 * 2 ** 30)).toBe(256 * 2 ** 20);
     expect(defaultCacheSize(1_000_000_000)).toBe(Math.floor(125_000_000 / 4096) * 4096);
+    expect(defaultCacheSize()).toBe(defaultCacheSize(availableMemory()));
+    expect(availableMemory()).toBeLessThanOrEqual(totalmem());
     expect(defaultCacheSize() % 4096).toBe(0);
     expect(defaultCacheSize()).toBeGreaterThan(0);
   });
