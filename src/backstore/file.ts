@@ -14,6 +14,7 @@ import {
   isAligned,
   openBlockFile,
 } from '../native/index.js';
+import { AlignedPool } from '../native/aligned-pool.js';
 import { BackstoreBase, invalid, VALID_BLOCK_SIZES } from './common.js';
 import {
   type Backstore,
@@ -42,43 +43,6 @@ export interface FileBackstoreOptions {
 const PATTERN_CHUNK = 1024 * 1024;
 /** writeSame chunks in flight at once. */
 const PATTERN_DEPTH = 4;
-
-/**
- * Aligned bounce buffers for O_DIRECT writes of unaligned caller data, reused as soon as the
- * write completes (no GC round trip). Power-of-two classes from 4 KiB to 8 MiB; idle bytes capped.
- */
-class BouncePool {
-  static readonly MAX_CLASS = 8 * 1024 * 1024;
-  readonly #free = new Map<number, Buffer[]>();
-  readonly #cap: number;
-  #idle = 0;
-
-  constructor(capBytes: number) {
-    this.#cap = capBytes;
-  }
-
-  take(length: number): Buffer {
-    const cls = Math.max(ALIGNMENT, 2 ** Math.ceil(Math.log2(Math.max(1, length))));
-    const list = this.#free.get(cls);
-    const b = list?.pop();
-    if (b !== undefined) {
-      this.#idle -= b.length;
-      return b;
-    }
-    return allocAligned(cls <= BouncePool.MAX_CLASS ? cls : length, { zero: false });
-  }
-
-  give(b: Buffer): void {
-    if (b.length > BouncePool.MAX_CLASS || this.#idle + b.length > this.#cap) return;
-    let list = this.#free.get(b.length);
-    if (list === undefined) {
-      list = [];
-      this.#free.set(b.length, list);
-    }
-    list.push(b);
-    this.#idle += b.length;
-  }
-}
 
 /**
  * Read buffers for small reads, carved from aligned slabs (like Node's own Buffer pool): one native
@@ -110,14 +74,20 @@ function errorCode(e: unknown): string | undefined {
 
 export class FileBackstore extends BackstoreBase implements Backstore {
   readonly kind = 'file';
+  /** write() is done with its data when it settles (the I/O completed; bounce buffers are ours). */
+  readonly doneWithWriteData = true;
   readonly description: string;
   readonly path: string;
   readonly #file: BlockFile;
   readonly #readOnly: boolean;
   readonly #direct: boolean;
   #thin: boolean;
-  readonly #bounce = new BouncePool(32 * 1024 * 1024);
+  /** Bounce buffers for unaligned writes (back when the write completes) and large read
+   *  buffers (back on release()). */
+  readonly #pool = new AlignedPool(32 * 1024 * 1024);
   readonly #readSlab = new ReadSlab();
+  /** Large read buffers handed out and not yet released: the view's memory → the pool buffer. */
+  readonly #lent = new WeakMap<ArrayBufferLike, Buffer>();
   #zeroChunk: Buffer | null = null;
   #patternChunk: { pattern: Buffer; chunk: Buffer } | null = null;
 
@@ -149,15 +119,31 @@ export class FileBackstore extends BackstoreBase implements Backstore {
     this.checkOpen('read');
     const { offset, length } = this.checkRange('read', lba, blocks);
     if (length === 0) return Buffer.alloc(0);
-    const buf = this.#readSlab.take(length);
+    // Small reads are carved from slabs; large ones come from the pool and go back on release().
+    const whole = length > ReadSlab.SLAB_MAX_READ ? this.#pool.take(length) : null;
+    const buf =
+      whole === null
+        ? this.#readSlab.take(length)
+        : whole.length === length
+          ? whole
+          : whole.subarray(0, length);
     let n: number;
     try {
       n = await this.#file.read(buf, offset);
     } catch (e) {
+      if (whole !== null) this.#pool.give(whole);
       throw this.#mapError(e, 'read');
     }
     if (n < length) buf.fill(0, n); // the file shrank underneath us: the rest reads as zeros
+    if (whole !== null) this.#lent.set(whole.buffer, whole);
     return buf;
+  }
+
+  release(buffer: Buffer): void {
+    const whole = this.#lent.get(buffer.buffer);
+    if (whole === undefined) return;
+    this.#lent.delete(buffer.buffer);
+    this.#pool.give(whole);
   }
 
   async write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {
@@ -178,14 +164,14 @@ export class FileBackstore extends BackstoreBase implements Backstore {
       }
       return;
     }
-    const bounce = this.#bounce.take(length);
+    const bounce = this.#pool.take(length);
     data.copy(bounce, 0, 0, length);
     try {
       await this.#file.write(bounce.length === length ? bounce : bounce.subarray(0, length), offset, fua);
     } catch (e) {
       throw this.#mapError(e, 'write');
     } finally {
-      this.#bounce.give(bounce);
+      this.#pool.give(bounce);
     }
   }
 

@@ -16,6 +16,8 @@ export interface MemoryBackstoreOptions {
 
 export class MemoryBackstore extends BackstoreBase implements Backstore {
   readonly kind = 'memory';
+  /** write() is done with its data when it settles (copied, or the I/O completed). */
+  readonly doneWithWriteData = true;
   readonly description: string;
   readonly capabilities: BackstoreCapabilities;
   readonly #chunks = new Map<number, Buffer>();

@@ -9,6 +9,8 @@ export interface NullBackstoreOptions {
 
 export class NullBackstore extends BackstoreBase implements Backstore {
   readonly kind = 'null';
+  /** write() is done with its data when it settles (copied, or the I/O completed). */
+  readonly doneWithWriteData = true;
   readonly description: string;
   readonly capabilities: BackstoreCapabilities = {
     directIo: false,

@@ -17,6 +17,16 @@ export interface Backstore {
   readonly capabilities: BackstoreCapabilities;
   /** Reads `blocks` blocks at `lba`. The returned buffer is the caller's (length = blocks × blockSize). */
   read(lba: number, blocks: number): Promise<Buffer>;
+  /**
+   * Optional: hands a buffer that `read()` returned back for reuse once the caller is done with
+   * it (e.g. the socket has written it). The caller must not touch it afterwards. Buffers this
+   * backstore did not hand out, or already got back, are ignored; not calling it is fine (the GC
+   * reclaims the buffer), it only saves an allocation and its page faults per large read.
+   */
+  release?(buffer: Buffer): void;
+  /** True when write() keeps no reference to its `data` once it settles (the caller may reuse
+   *  the buffer at once). Absent or false: the backstore may still hold it (e.g. a network send). */
+  readonly doneWithWriteData?: boolean;
   /** Writes `data` (a whole number of blocks) at `lba`. With `fua`, it is on stable storage when this resolves. */
   write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void>;
   /** Everything written before this call reaches stable storage. */

@@ -70,7 +70,8 @@ export function readCmd(form: RwForm) {
       range: { lba, blocks, write: false },
       run: async () => {
         const data = await io('read', () => lu.backstore.read(lba, blocks));
-        return { status: ScsiStatus.GOOD, dataIn: data };
+        const b = lu.backstore;
+        return { status: ScsiStatus.GOOD, dataIn: data, release: () => b.release?.(data) };
       },
     };
   };
@@ -96,7 +97,11 @@ export function writeCmd(form: RwForm, verify = false) {
           const data = ctx.cmd.dataOut.subarray(0, n * lu.blockSize);
           await io('write', () => lu.backstore.write(lba, data, { fua }));
         }
-        return { status: ScsiStatus.GOOD, dataOutWanted: wanted };
+        return {
+          status: ScsiStatus.GOOD,
+          dataOutWanted: wanted,
+          dataOutReusable: lu.backstore.doneWithWriteData === true,
+        };
       },
     };
   };

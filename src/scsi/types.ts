@@ -75,6 +75,12 @@ export interface ScsiResult {
   readonly dataIn?: Buffer;
   /** For commands that take Data-Out: how many bytes the CDB asked for (for residual counts). */
   readonly dataOutWanted?: number;
+  /** Called by the transport once `dataIn` is no longer needed (written out, or dropped), so a
+   *  backstore read buffer can be reused at once instead of waiting for the GC. */
+  readonly release?: () => void;
+  /** The command and its backstore keep no reference to `cmd.dataOut` now: the transport may
+   *  reuse that buffer for another command at once. */
+  readonly dataOutReusable?: boolean;
 }
 
 /** Task management functions the transport forwards to the core (SAM-5 §7). */

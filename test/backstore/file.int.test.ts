@@ -58,6 +58,34 @@ describe('file backstore', () => {
     await b.close();
   });
 
+  it('release(): a large read buffer is reused by the next read; small, foreign or twice-released buffers are ignored', async () => {
+    const b = await openBackstore({ kind: 'file', path: fresh('release'), size: 8 << 20, create: true });
+    const big = patternBytes(1 << 20, 7);
+    await b.write(0, big);
+    await b.write(2048, patternBytes(1 << 20, 8));
+    const first = await b.read(0, 2048);
+    expect(first.equals(big)).toBe(true);
+    const memory = first.buffer;
+    b.release?.(first);
+    b.release?.(first); // twice: ignored
+    const second = await b.read(2048, 2048);
+    expect(second.buffer).toBe(memory); // the same memory, refilled with the new range
+    expect(second.equals(patternBytes(1 << 20, 8))).toBe(true);
+    // A buffer still lent out is never handed out again.
+    const third = await b.read(0, 2048);
+    expect(third.buffer).not.toBe(memory);
+    expect(second.equals(patternBytes(1 << 20, 8))).toBe(true);
+    expect(third.equals(big)).toBe(true);
+    // Small reads (slab slices) and foreign buffers: release is a no-op, data stays intact.
+    const small = await b.read(0, 8);
+    b.release?.(small);
+    b.release?.(Buffer.alloc(1 << 20));
+    const other = await b.read(2048, 2048);
+    expect(other.buffer).not.toBe(small.buffer);
+    expect(small.equals(big.subarray(0, 4096))).toBe(true);
+    await b.close();
+  });
+
   it('creates a sparse file of the given size; data survives reopen', async () => {
     const p = fresh('persist');
     const b = await openBackstore({ kind: 'file', path: p, size: 64 << 20, create: true });

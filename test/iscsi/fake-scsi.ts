@@ -69,7 +69,7 @@ export class FakeScsi implements ScsiTarget {
         if ((lba + n) * this.blockSize > this.disk.length) return bad(0x21);
         const want = n * 512;
         cmd.dataOut.copy(this.disk, lba * 512, 0, Math.min(want, cmd.dataOut.length));
-        return { status: 0, dataOutWanted: want };
+        return { status: 0, dataOutWanted: want, dataOutReusable: true }; // copied into the disk
       }
       case 0xc0:
         return new Promise((res) => {
