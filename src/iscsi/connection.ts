@@ -10,6 +10,8 @@ import { LoginStatus } from './pdu/constants.js';
 import { FrameReader } from './pdu/framing.js';
 import type { InitiatorPdu, LoginRequest, TargetPdu } from './pdu/types.js';
 import { type LoginContext, LoginMachine, type LoginResult } from './session/login.js';
+import type { StaticReads } from './portal.js';
+import type { DecodeResult, Pdu } from './pdu/types.js';
 import type { IscsiSession, PduSink } from './session/session.js';
 
 export interface ConnectionOwner {
@@ -57,7 +59,8 @@ export class IscsiConnection implements PduSink {
   #pausedForTasks = false;
   closeReason = '';
 
-  constructor(socket: Socket, owner: ConnectionOwner, portalGroupTag: number) {
+  /** `reads`: the socket delivers its bytes through a static buffer (see Portal) instead of 'data'. */
+  constructor(socket: Socket, owner: ConnectionOwner, portalGroupTag: number, reads?: StaticReads) {
     this.socket = socket;
     this.#owner = owner;
     this.portalGroupTag = portalGroupTag;
@@ -67,7 +70,8 @@ export class IscsiConnection implements PduSink {
     this.localPort = socket.localPort ?? 0;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    if (reads) reads.onBytes = (bytes) => this.#onBytes(bytes, false);
+    else socket.on('data', (chunk: Buffer) => this.#onBytes(chunk, true));
     socket.on('error', (e) => this.#finish(`socket error: ${e.message}`));
     socket.on('close', () => this.#finish(this.closeReason || 'peer closed the connection'));
     socket.on('end', () => {
@@ -82,6 +86,7 @@ export class IscsiConnection implements PduSink {
     this.#timer = setInterval(() => this.#tick(), 1000);
     this.#timer.unref();
     this.#loginDeadline = Date.now() + LOGIN_TIMEOUT_MS;
+    socket.resume(); // accepted paused (Portal): handlers are in place now
   }
   #loginDeadline: number;
 
@@ -107,71 +112,70 @@ export class IscsiConnection implements PduSink {
     }
   }
 
-  #onData(chunk: Buffer): void {
-    if (this.#closed || this.#closing) return;
+  /** Bytes from the socket (`stable`: they stay valid after the call). False: stop reading. */
+  #onBytes(bytes: Buffer, stable: boolean): boolean {
+    if (this.#closed || this.#closing) return false;
     try {
-      this.#reader.push(chunk);
-      this.#pump();
+      this.#reader.feed(bytes, (r) => this.#handle(r), stable);
     } catch (e) {
       this.close(`internal error: ${(e as Error).message}`);
     }
+    return !this.#closed && !this.#closing;
   }
 
-  #pump(): void {
-    for (;;) {
-      if (this.#closed || this.#closing) return;
-      const r = this.#reader.next();
-      if (!r) return;
-      if (!r.ok) {
-        if (r.fatal || !this.#session) {
-          if (this.#session && r.reject !== undefined && r.bhs) this.#session.reject(r.reject, r.bhs);
-          this.close(`PDU error: ${r.message}`, true);
-          return;
-        }
-        if (r.reject !== undefined) this.#session.reject(r.reject, r.bhs);
-        if (r.code === 'data-digest' && (r.opcode === 0x01 || r.opcode === 0x05)) {
-          // ERL 0 has no recovery for lost SCSI data: drop the connection.
-          this.close('data digest error on SCSI data', true);
-          return;
-        }
-        continue;
+  /** One parsed PDU (or framing error). False: the connection is ending, stop parsing. */
+  #handle(r: DecodeResult<Pdu>): boolean {
+    if (this.#closed || this.#closing) return false;
+    if (!r.ok) {
+      if (r.fatal || !this.#session) {
+        if (this.#session && r.reject !== undefined && r.bhs) this.#session.reject(r.reject, r.bhs);
+        this.close(`PDU error: ${r.message}`, true);
+        return false;
       }
-      const pdu = r.pdu as InitiatorPdu;
-      if (TRACE) console.error(`[iscsi ${this.address}] <- ${summary(pdu)}`);
-      if (this.#session) {
-        this.#session.heard(Date.now());
-        this.#session.receive(pdu, this.#reader.lastBhs);
-        if (this.#session?.congested && !this.#pausedForTasks) {
-          this.#pausedForTasks = true;
-          this.socket.pause();
-        }
-        continue;
+      if (r.reject !== undefined) this.#session.reject(r.reject, r.bhs);
+      if (r.code === 'data-digest' && (r.opcode === 0x01 || r.opcode === 0x05)) {
+        // ERL 0 has no recovery for lost SCSI data: drop the connection.
+        this.close('data digest error on SCSI data', true);
+        return false;
       }
-      if (pdu.opcode !== 0x03) {
-        // Only Login Requests are allowed during login.
-        this.send({
-          opcode: 0x23,
-          immediate: false,
-          data: Buffer.alloc(0),
-          transit: false,
-          cont: false,
-          csg: 0,
-          nsg: 0,
-          versionMax: 0,
-          versionActive: 0,
-          isid: '000000000000',
-          tsih: 0,
-          itt: (pdu as { itt?: number }).itt ?? 0,
-          statSN: 0,
-          expCmdSN: 0,
-          maxCmdSN: 0,
-          status: LoginStatus.INVALID_DURING_LOGIN,
-        });
-        this.close('non-login PDU during login', true);
-        return;
-      }
-      this.#loginPdu(pdu);
+      return true;
     }
+    const pdu = r.pdu as InitiatorPdu;
+    if (TRACE) console.error(`[iscsi ${this.address}] <- ${summary(pdu)}`);
+    if (this.#session) {
+      this.#session.heard(Date.now());
+      this.#session.receive(pdu, this.#reader.lastBhs);
+      if (this.#session?.congested && !this.#pausedForTasks) {
+        this.#pausedForTasks = true;
+        this.socket.pause();
+      }
+      return !this.#closed && !this.#closing;
+    }
+    if (pdu.opcode !== 0x03) {
+      // Only Login Requests are allowed during login.
+      this.send({
+        opcode: 0x23,
+        immediate: false,
+        data: Buffer.alloc(0),
+        transit: false,
+        cont: false,
+        csg: 0,
+        nsg: 0,
+        versionMax: 0,
+        versionActive: 0,
+        isid: '000000000000',
+        tsih: 0,
+        itt: (pdu as { itt?: number }).itt ?? 0,
+        statSN: 0,
+        expCmdSN: 0,
+        maxCmdSN: 0,
+        status: LoginStatus.INVALID_DURING_LOGIN,
+      });
+      this.close('non-login PDU during login', true);
+      return false;
+    }
+    this.#loginPdu(pdu);
+    return !this.#closed && !this.#closing;
   }
 
   #loginPdu(pdu: LoginRequest): void {
@@ -231,6 +235,8 @@ export class IscsiConnection implements PduSink {
       this.#reader.headerDigest = s.params.headerDigest;
       this.#reader.dataDigest = s.params.dataDigest;
       this.#reader.maxRecvDataSegmentLength = s.params.targetMaxRecvDataSegmentLength;
+      // Data-Out goes straight from the socket chunks into its command's write buffer.
+      this.#reader.place = (bhs, length) => (this.#session === s ? s.placeData(bhs, length) : undefined);
     }
   }
 
@@ -238,8 +244,11 @@ export class IscsiConnection implements PduSink {
     if (!this.#pausedForWrite && !this.#pausedForTasks && !this.#closed) this.socket.resume();
   }
 
-  send(pdu: TargetPdu): void {
-    if (this.#closed || this.socket.destroyed) return;
+  send(pdu: TargetPdu, onWritten?: () => void): void {
+    if (this.#closed || this.socket.destroyed) {
+      onWritten?.();
+      return;
+    }
     if (TRACE) console.error(`[iscsi ${this.address}] -> ${summary(pdu)}`);
     const bufs = encodePdu(pdu, this.#digests);
     if (!this.#corked) {
@@ -251,7 +260,11 @@ export class IscsiConnection implements PduSink {
       });
     }
     let ok = true;
-    for (const b of bufs) ok = this.socket.write(b) && ok;
+    const last = bufs.length - 1;
+    for (let i = 0; i < last; i++) ok = this.socket.write(bufs[i]!) && ok;
+    // The write callback runs once libuv is done with the bytes (written, or the socket failed).
+    ok =
+      (onWritten ? this.socket.write(bufs[last]!, () => onWritten()) : this.socket.write(bufs[last]!)) && ok;
     if (!ok && !this.#pausedForWrite) {
       this.#pausedForWrite = true;
       this.socket.pause();

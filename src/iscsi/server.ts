@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import type { Nexus, ScsiTarget } from '../scsi/types.js';
 import { Acl, normalizeAddress } from './acl.js';
 import { type ConnectionOwner, IscsiConnection } from './connection.js';
-import { Portal, type PortalConfig } from './portal.js';
+import { Portal, type PortalConfig, type StaticReads } from './portal.js';
 import type {
   LiveSessionInfo,
   LoginContext,
@@ -113,7 +113,7 @@ export class IscsiServer extends EventEmitter implements ConnectionOwner {
     }
     try {
       for (const p of this.#cfg.portals) {
-        const portal = new Portal(p, (s, pt) => this.#accept(s, pt));
+        const portal = new Portal(p, (s, pt, reads) => this.#accept(s, pt, reads));
         await portal.listen();
         this.#portals.push(portal);
       }
@@ -247,13 +247,13 @@ export class IscsiServer extends EventEmitter implements ConnectionOwner {
 
   // ------------------------------------------------------------------ connections
 
-  #accept(socket: Socket, portal: Portal): void {
+  #accept(socket: Socket, portal: Portal, reads?: StaticReads): void {
     if (this.#stopping) {
       socket.destroy();
       return;
     }
     try {
-      const conn = new IscsiConnection(socket, this, portal.config.portalGroupTag);
+      const conn = new IscsiConnection(socket, this, portal.config.portalGroupTag, reads);
       this.#connections.add(conn);
     } catch {
       socket.destroy();
@@ -485,7 +485,7 @@ export class IscsiServer extends EventEmitter implements ConnectionOwner {
       throw new Error(`iSCSI portal ${p.host}:${p.port} already exists`);
     }
     if (this.#started) {
-      const portal = new Portal(p, (s, pt) => this.#accept(s, pt));
+      const portal = new Portal(p, (s, pt, reads) => this.#accept(s, pt, reads));
       await portal.listen();
       this.#portals.push(portal);
     }

@@ -156,6 +156,115 @@ describe('session full feature phase', () => {
     expect(scsi.disk.subarray(0, 3584).equals(data)).toBe(true);
   });
 
+  it('WRITE: placeDataOut hands out the task buffer only for the next expected Data-Out; the buffer is reused after completion', async () => {
+    const { s, out, scsi } = setup({ maxBurstLength: 1024, maxOutstandingR2T: 1, initialR2T: true });
+    const data = Buffer.alloc(2048);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    s.receive(cmd({ write: true, edtl: 2048, cdb: write10(0, 4), final: true }));
+    const r2t = out.find((p) => p.opcode === 0x31);
+    if (r2t?.opcode !== 0x31) throw new Error('no R2T');
+    const bhs = (ttt: number, offset: number, itt = 1) => {
+      const b = Buffer.alloc(48);
+      b[0] = 0x05;
+      b.writeUInt32BE(itt, 16);
+      b.writeUInt32BE(ttt, 20);
+      b.writeUInt32BE(offset, 40);
+      return b;
+    };
+    expect(s.placeDataOut(bhs(r2t.ttt, 512), 512)).toBeUndefined(); // not the next offset
+    expect(s.placeDataOut(bhs(r2t.ttt ^ 0x55, 0), 512)).toBeUndefined(); // unknown TTT
+    expect(s.placeDataOut(bhs(r2t.ttt, 0, 9), 512)).toBeUndefined(); // unknown task
+    expect(s.placeDataOut(bhs(r2t.ttt, 0), 2048)).toBeUndefined(); // beyond the R2T
+    expect(s.placeDataOut(bhs(0xffffffff, 0), 512)).toBeUndefined(); // unsolicited after InitialR2T=Yes
+    const at0 = s.placeDataOut(bhs(r2t.ttt, 0), 1024);
+    if (at0 === undefined) throw new Error('not placed');
+    data.copy(at0, 0, 0, 1024); // what the framing layer does
+    const dataOut = (ttt: number, from: number, piece: Buffer, sn: number) =>
+      s.receive({
+        opcode: 0x05,
+        immediate: false,
+        data: piece,
+        final: true,
+        lun: 0n,
+        itt: 1,
+        ttt,
+        expStatSN: 101,
+        dataSN: sn,
+        bufferOffset: from,
+      } as InitiatorPdu);
+    dataOut(r2t.ttt, 0, at0, 0);
+    const r2 = out.filter((p) => p.opcode === 0x31)[1];
+    if (r2?.opcode !== 0x31) throw new Error('no second R2T');
+    dataOut(r2.ttt, 1024, data.subarray(1024), 0); // not placed: copied in at its offset
+    await tick();
+    expect(out.at(-1)).toMatchObject({ opcode: 0x21, status: 0 });
+    expect(scsi.disk.subarray(0, 2048).equals(data)).toBe(true);
+    const memory = at0.buffer;
+    // The core said it keeps no reference: the next write command gets the same memory.
+    s.receive(cmd({ itt: 2, cmdSN: 11, write: true, edtl: 2048, cdb: write10(8, 4), final: true }));
+    const r3 = out.filter((p) => p.opcode === 0x31)[2];
+    if (r3?.opcode !== 0x31) throw new Error('no R2T for the second command');
+    expect(s.placeDataOut(bhs(r3.ttt, 0, 2), 1024)?.buffer).toBe(memory);
+  });
+
+  it('WRITE: placeData stages immediate data in a write buffer the command takes over; unaccepted stages and buffers being filled are not reused', async () => {
+    const { s, out, scsi } = setup({
+      immediateData: true,
+      initialR2T: true,
+      firstBurstLength: 4096,
+      maxBurstLength: 4096,
+    });
+    const cmdBhs = (itt: number, edtl: number, write = true) => {
+      const b = Buffer.alloc(48);
+      b[0] = 0x01;
+      b[1] = 0x80 | (write ? 0x20 : 0);
+      b.writeUInt32BE(itt, 16);
+      b.writeUInt32BE(edtl, 20);
+      return b;
+    };
+    expect(s.placeData(cmdBhs(1, 1024, false), 512)).toBeUndefined(); // not a write
+    expect(s.placeData(cmdBhs(1, 512), 1024)).toBeUndefined(); // more immediate data than EDTL
+    expect(s.placeData(cmdBhs(1, 64 << 20), 512)).toBeUndefined(); // beyond the largest transfer
+    const imm = s.placeData(cmdBhs(1, 1024), 1024);
+    if (imm === undefined) throw new Error('not staged');
+    imm.fill(0x5a);
+    s.receive(cmd({ itt: 1, write: true, edtl: 1024, cdb: write10(0, 2), data: imm }));
+    await tick();
+    expect(out.at(-1)).toMatchObject({ opcode: 0x21, status: 0 });
+    expect(scsi.disk.subarray(0, 1024).equals(Buffer.alloc(1024, 0x5a))).toBe(true);
+    // Staged for a command that then fails acceptance (immediate data with InitialR2T... F=0): handed back.
+    const lost = s.placeData(cmdBhs(2, 1024), 512);
+    if (lost === undefined) throw new Error('not staged');
+    s.receive(
+      cmd({ itt: 2, cmdSN: 11, write: true, edtl: 1024, cdb: write10(4, 2), data: lost, final: false }),
+    );
+    const again = s.placeData(cmdBhs(3, 1024), 512);
+    expect(again?.buffer).toBe(lost.buffer); // the pool got it back
+    s.receive({
+      opcode: 0x00,
+      immediate: true,
+      data: Buffer.alloc(0),
+      lun: 0n,
+      itt: 9,
+      ttt: 0xffffffff,
+      cmdSN: 11,
+      expStatSN: 1,
+    } as InitiatorPdu);
+    // A task dropped while the framing layer fills its buffer: that memory is not handed out again.
+    s.receive(cmd({ itt: 4, cmdSN: 11, write: true, edtl: 8192, cdb: write10(8, 16) }));
+    const r2t = out.filter((p) => p.opcode === 0x31).at(-1);
+    if (r2t?.opcode !== 0x31) throw new Error('no R2T');
+    const bhs = Buffer.alloc(48);
+    bhs[0] = 0x05;
+    bhs.writeUInt32BE(4, 16);
+    bhs.writeUInt32BE(r2t.ttt, 20);
+    const filling = s.placeDataOut(bhs, 4096);
+    if (filling === undefined) throw new Error('not placed');
+    await s.abortTasks(undefined);
+    const next = s.placeData(cmdBhs(5, 8192), 512);
+    expect(next?.buffer).not.toBe(filling.buffer);
+  });
+
   it('CmdSN window: too high/low ignored, gaps held, MaxCmdSN = ExpCmdSN + depth - 1', async () => {
     const { s, out, scsi } = setup({}, 4);
     expect(s.maxCmdSN).toBe(13);

@@ -5,6 +5,7 @@
  */
 import type { Nexus, ScsiCommand, ScsiResult, ScsiTarget, TaskAttribute } from '../../scsi/types.js';
 import { ScsiStatus, TmfFunction, TmfResponse } from '../../scsi/types.js';
+import { AlignedPool } from '../../native/aligned-pool.js';
 import { allocAligned } from '../../native/index.js';
 import { lunToNumber } from '../pdu/codec.js';
 import { AsyncEvent, LogoutReason, LogoutResponse, RESERVED_TAG, RejectReason } from '../pdu/constants.js';
@@ -25,7 +26,8 @@ import { snAdd, snGt, snInWindow, snLt } from './serial.js';
 
 /** Where the session's PDUs go (the connection). */
 export interface PduSink {
-  send(pdu: TargetPdu): void;
+  /** Queues the PDU; `onWritten` runs once its bytes left for the kernel (or were dropped). */
+  send(pdu: TargetPdu, onWritten?: () => void): void;
   /** Close the connection; `afterFlush` lets queued PDUs reach the wire first. */
   close(reason: string, afterFlush?: boolean): void;
 }
@@ -75,6 +77,11 @@ interface Task {
   readonly immediate: boolean;
   /** Data-Out expected in total (EDTL for writes, else 0). */
   readonly writeLength: number;
+  /** The command's aligned write buffer (pool): Data-Out lands here at its BufferOffset. */
+  buf: Buffer | undefined;
+  /** The framing layer is writing a Data-Out into `buf` (placeData): it must not be reused yet. */
+  filling: boolean;
+  /** Without `buf`: the received Data-Out segments, joined at execution. */
   readonly pieces: Buffer[];
   received: number;
   /** Unsolicited range end: immediate data plus, with InitialR2T=No, Data-Out up to FirstBurstLength. */
@@ -99,6 +106,16 @@ export const DataError = {
   UNEXPECTED_UNSOLICITED: [0x0c, 0x0c], // UNEXPECTED UNSOLICITED DATA
   NOT_ENOUGH: [0x0c, 0x0d], // NOT ENOUGH UNSOLICITED DATA
 } as const;
+
+/**
+ * Write buffers of all sessions: taken when a write command arrives, handed back when the command
+ * completed and the core said it keeps no reference (ScsiResult.dataOutReusable).
+ */
+const WRITE_BUFFERS = new AlignedPool(64 * 1024 * 1024);
+/** Largest command given its own write buffer (larger ones collect segments; the core refuses them). */
+const WRITE_BUFFER_MAX = 32 * 1024 * 1024;
+/** Write-buffer bytes one session may hold before new commands collect segments instead. */
+const WRITE_BUFFER_BUDGET = 128 * 1024 * 1024;
 
 /** The empty data segment, shared (a zero-length Buffer has nothing to mutate). */
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -133,6 +150,10 @@ export class IscsiSession {
   /** Non-immediate PDUs waiting for their turn in CmdSN order; `null` = consumed (aborted/RefCmdSN). */
   #ordered = new Map<number, InitiatorPdu | null>();
   #tasks = new Map<number, Task>();
+  /** Bytes of write buffers held by this session's tasks. */
+  #bufBytes = 0;
+  /** A write buffer the framing layer filled with the next SCSI Command's immediate data. */
+  #staged: { itt: number; buf: Buffer } | undefined;
   #tttNext = 1;
   #closed = false;
   #textPending = new Map<number, { rest: Buffer; itt: number }>();
@@ -208,8 +229,9 @@ export class IscsiSession {
 
   // ---------------------------------------------------------------- output helpers
 
-  #send(pdu: TargetPdu): void {
-    if (!this.#closed) this.#sink?.send(pdu);
+  #send(pdu: TargetPdu, onWritten?: () => void): void {
+    if (!this.#closed && this.#sink) this.#sink.send(pdu, onWritten);
+    else onWritten?.();
   }
 
   /** Next StatSN for a status-bearing PDU. */
@@ -248,6 +270,7 @@ export class IscsiSession {
     } catch (e) {
       this.#sink?.close(`internal error: ${(e as Error).message}`);
     }
+    this.#unstage(); // a command that took its staged buffer cleared it; any other PDU frees it
   }
 
   #receive(pdu: InitiatorPdu, rawBhs: Buffer | undefined): void {
@@ -285,12 +308,12 @@ export class IscsiSession {
     const sn = (pdu as { cmdSN: number }).cmdSN;
     if (!snInWindow(sn, this.#expCmdSN, this.maxCmdSN)) {
       // Outside the window: silently ignored (RFC 7143 §4.2.2.1).
-      if (pdu.opcode === 0x01) this.#tasks.delete(pdu.itt);
+      if (pdu.opcode === 0x01) this.#forget(pdu.itt);
       return;
     }
     if (sn !== this.#expCmdSN) {
       if (this.#ordered.has(sn)) {
-        if (pdu.opcode === 0x01) this.#tasks.delete(pdu.itt);
+        if (pdu.opcode === 0x01) this.#forget(pdu.itt);
         return;
       }
       this.#ordered.set(sn, pdu);
@@ -365,7 +388,9 @@ export class IscsiSession {
       cmdSN: pdu.cmdSN,
       immediate: pdu.immediate,
       writeLength,
-      pieces: imm ? [pdu.data] : [],
+      buf: undefined,
+      filling: false,
+      pieces: [],
       received: imm,
       unsolicitedEnd: Math.max(unsolicitedEnd, imm),
       unsolicitedDone: pdu.final || p.initialR2T || imm >= Math.max(unsolicitedEnd, imm),
@@ -382,8 +407,97 @@ export class IscsiSession {
       this.#protocolError('unsolicited data with InitialR2T=Yes', rawBhs);
       return false;
     }
+    const staged = this.#staged;
+    if (staged !== undefined && staged.itt === pdu.itt && imm > 0 && pdu.data.buffer === staged.buf.buffer) {
+      this.#staged = undefined;
+      t.buf = staged.buf; // the immediate data is already in place
+    } else if (
+      writeLength > 0 &&
+      writeLength <= WRITE_BUFFER_MAX &&
+      this.#bufBytes + writeLength <= WRITE_BUFFER_BUDGET
+    ) {
+      t.buf = WRITE_BUFFERS.take(writeLength);
+      this.#bufBytes += t.buf.length;
+    }
+    if (imm) this.#addData(t, pdu.data, 0);
     this.#tasks.set(pdu.itt, t);
     return true;
+  }
+
+  /** Stores Data-Out bytes (already checked) at `offset` of the task's data. */
+  #addData(t: Task, data: Buffer, offset: number): void {
+    const buf = t.buf;
+    if (buf === undefined) t.pieces.push(data);
+    else if (data.buffer !== buf.buffer || data.byteOffset !== buf.byteOffset + offset)
+      data.copy(buf, offset);
+    // else: the framing layer already placed it (see placeDataOut)
+  }
+
+  /** Drops the task's write buffer; `reuse` when nothing (no I/O in flight) can still touch it. */
+  #dropBuffer(t: Task, reuse: boolean): void {
+    const buf = t.buf;
+    if (buf === undefined) return;
+    t.buf = undefined;
+    this.#bufBytes -= buf.length;
+    if (reuse && !t.filling) WRITE_BUFFERS.give(buf); // while filling, the GC takes it
+  }
+
+  /** Hands back a staged buffer whose command was not accepted (its data is complete). */
+  #unstage(): void {
+    const staged = this.#staged;
+    if (staged === undefined) return;
+    this.#staged = undefined;
+    this.#bufBytes -= staged.buf.length;
+    WRITE_BUFFERS.give(staged.buf);
+  }
+
+  /**
+   * Where the data segment of an incoming PDU belongs (the framing layer's placement hook): for a
+   * SCSI Data-Out, see {@link placeDataOut}; for a write command's immediate data, the start of a
+   * new write buffer that the command takes over when it is accepted.
+   */
+  placeData(bhs: Buffer, length: number): Buffer | undefined {
+    if ((bhs[0]! & 0x3f) === 0x05) return this.placeDataOut(bhs, length);
+    this.#unstage();
+    const write = (bhs[1]! & 0x20) !== 0;
+    const edtl = bhs.readUInt32BE(20);
+    const itt = bhs.readUInt32BE(16);
+    if (!write || length > edtl || edtl > WRITE_BUFFER_MAX || this.#bufBytes + edtl > WRITE_BUFFER_BUDGET)
+      return undefined;
+    if (this.#closed || this.discovery || this.#tasks.has(itt)) return undefined;
+    const buf = WRITE_BUFFERS.take(edtl);
+    this.#bufBytes += buf.length;
+    this.#staged = { itt, buf };
+    return buf.subarray(0, length);
+  }
+
+  /** Removes a task that never started. */
+  #forget(itt: number): void {
+    const t = this.#tasks.get(itt);
+    if (t === undefined) return;
+    this.#tasks.delete(itt);
+    this.#dropBuffer(t, true);
+  }
+
+  /**
+   * Where the data of an incoming Data-Out belongs: the view of the task's write buffer at its
+   * BufferOffset, when the PDU is exactly the next one expected for that task (same checks as
+   * {@link #dataOut}, except DataSN); else undefined and the PDU arrives the ordinary way.
+   */
+  placeDataOut(bhs: Buffer, length: number): Buffer | undefined {
+    const t = this.#tasks.get(bhs.readUInt32BE(16));
+    if (t === undefined || t.buf === undefined || t.aborted || t.executing) return undefined;
+    const ttt = bhs.readUInt32BE(20);
+    const offset = bhs.readUInt32BE(40);
+    if (ttt === RESERVED_TAG) {
+      if (t.unsolicitedDone || offset !== t.received || offset + length > t.unsolicitedEnd) return undefined;
+    } else {
+      const r = t.r2ts.get(ttt);
+      if (r === undefined || offset !== r.offset + r.received || r.received + length > r.length)
+        return undefined;
+    }
+    t.filling = true;
+    return t.buf.subarray(offset, offset + length);
   }
 
   /** Move a delivered task along: R2Ts for missing data, or execution when complete. */
@@ -423,6 +537,7 @@ export class IscsiSession {
 
   #dataOut(pdu: DataOut): void {
     const t = this.#tasks.get(pdu.itt);
+    if (t) t.filling = false;
     if (!t || t.aborted) return; // unknown, failed or aborted task: discard silently
     const len = pdu.data.length;
     if (pdu.ttt === RESERVED_TAG) {
@@ -443,7 +558,7 @@ export class IscsiSession {
         return;
       }
       t.unsolicitedDataSN++;
-      if (len) t.pieces.push(pdu.data);
+      if (len) this.#addData(t, pdu.data, pdu.bufferOffset);
       t.received += len;
       if (pdu.final || t.received >= t.unsolicitedEnd) t.unsolicitedDone = true;
       this.#advance(t);
@@ -468,7 +583,7 @@ export class IscsiSession {
     }
     r.nextDataSN++;
     r.received += len;
-    if (len) t.pieces.push(pdu.data);
+    if (len) this.#addData(t, pdu.data, pdu.bufferOffset);
     t.received += len;
     if (r.received === r.length) {
       t.r2ts.delete(r.ttt);
@@ -487,6 +602,7 @@ export class IscsiSession {
   #failTask(t: Task, err: readonly [number, number]): void {
     t.aborted = true;
     this.#tasks.delete(t.itt);
+    this.#dropBuffer(t, true); // before execution: no I/O holds it
     if (!t.delivered && !t.immediate && this.#ordered.get(t.cmdSN) === t.pdu)
       this.#ordered.set(t.cmdSN, null);
     const sense = Buffer.alloc(18);
@@ -505,8 +621,9 @@ export class IscsiSession {
     if (!scsi || !nexus) return;
     t.executing = true;
     const pieces = t.pieces;
-    const dataOut =
-      pieces.length === 0
+    const dataOut = t.buf
+      ? t.buf.subarray(0, t.received)
+      : pieces.length === 0
         ? EMPTY
         : pieces.length === 1
           ? pieces[0]!
@@ -533,7 +650,11 @@ export class IscsiSession {
           sense: Buffer.from([0x70, 0, 0x04, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x44, 0, 0, 0, 0, 0]),
         };
       }
-      if (t.aborted || this.#closed) return;
+      this.#dropBuffer(t, result.dataOutReusable === true);
+      if (t.aborted || this.#closed) {
+        result.release?.();
+        return;
+      }
       this.#tasks.delete(t.itt);
       this.#respond(t, result);
       this.onIdle?.();
@@ -563,27 +684,31 @@ export class IscsiSession {
     let dataSN = 0;
     for (const s of segs) {
       const withStatus = fold && s.last;
-      this.#send({
-        opcode: 0x25,
-        immediate: false,
-        data: dataIn.subarray(s.offset, s.offset + s.length),
-        final: s.final || s.last,
-        ack: false,
-        overflow: withStatus && res.overflow,
-        underflow: withStatus && res.underflow,
-        hasStatus: withStatus,
-        status: withStatus ? r.status : 0,
-        lun: t.pdu.lun,
-        itt: t.itt,
-        ttt: RESERVED_TAG,
-        statSN: withStatus ? this.#takeStatSN() : 0,
-        expCmdSN: this.#expCmdSN,
-        maxCmdSN: this.maxCmdSN,
-        dataSN: dataSN++,
-        bufferOffset: s.offset,
-        residual: withStatus ? res.count : 0,
-      });
+      this.#send(
+        {
+          opcode: 0x25,
+          immediate: false,
+          data: dataIn.subarray(s.offset, s.offset + s.length),
+          final: s.final || s.last,
+          ack: false,
+          overflow: withStatus && res.overflow,
+          underflow: withStatus && res.underflow,
+          hasStatus: withStatus,
+          status: withStatus ? r.status : 0,
+          lun: t.pdu.lun,
+          itt: t.itt,
+          ttt: RESERVED_TAG,
+          statSN: withStatus ? this.#takeStatSN() : 0,
+          expCmdSN: this.#expCmdSN,
+          maxCmdSN: this.maxCmdSN,
+          dataSN: dataSN++,
+          bufferOffset: s.offset,
+          residual: withStatus ? res.count : 0,
+        },
+        s.last ? r.release : undefined,
+      );
     }
+    if (segs.length === 0) r.release?.();
     if (fold) return;
     const data = r.sense?.length ? senseSegment(r.sense) : EMPTY;
     this.#send({
@@ -791,6 +916,7 @@ export class IscsiSession {
       this.#tasks.delete(t.itt);
       if (!t.delivered && !t.immediate && this.#ordered.get(t.cmdSN) === t.pdu)
         this.#ordered.set(t.cmdSN, null);
+      if (!t.executing) this.#dropBuffer(t, true); // an executing task drops it when the core returns
       if (t.done) waits.push(t.done.catch(() => undefined));
     }
     await Promise.all(waits);
