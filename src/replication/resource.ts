@@ -78,6 +78,16 @@ export interface ResourceEvents {
   event: [string];
 }
 
+/** Hands a buffer returned by `b.read()` back to backstores that recycle read buffers. */
+function releaseReadBuffer(b: Backstore, buf: Buffer): void {
+  (b as Backstore & { release?: (buffer: Buffer) => void }).release?.(buf);
+}
+
+/** The backstore holds no reference to write() data once the write settled (it may be reused). */
+function keepsNoWriteData(b: Backstore): boolean {
+  return (b as Backstore & { readonly doneWithWriteData?: boolean }).doneWithWriteData === true;
+}
+
 /** Resolves after the process.nextTick callbacks queued so far (e.g. a connection's uncork). */
 function nextTick(): Promise<void> {
   return new Promise((r) => process.nextTick(r));
@@ -1223,7 +1233,14 @@ export class Resource extends EventEmitter<ResourceEvents> {
       s.dataBytes += length;
       p.sentBytes += length;
       reply = new Promise<boolean>((resolve) => {
-        this.#request(p, { type: PacketType.RS_DATA, offset, length }, data, (_pl, v) => resolve(v === 1));
+        this.#request(p, { type: PacketType.RS_DATA, offset, length }, data, (_pl, v) => {
+          // Answered (the peer has every byte) or failed with the connection (nothing left to
+          // write): the read buffer goes back to the backstore for the next read. Without this
+          // every 256 KiB read was a fresh aligned allocation, and V8's external-memory GCs took
+          // a third of the SyncSource's main thread during a resync.
+          releaseReadBuffer(b, data);
+          resolve(v === 1);
+        });
       });
     } finally {
       release();
@@ -1659,6 +1676,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
       } finally {
         release();
         p.ua--;
+        if (keepsNoWriteData(b)) conn.recycle(f.payload);
       }
     })();
     p.applying.add(work);
@@ -1697,6 +1715,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
         conn.send({ type: PacketType.RS_ACK, id: pk.id, value: 0, reason: (e as Error).message });
       } finally {
         release();
+        if (keepsNoWriteData(b)) conn.recycle(f.payload);
       }
     })();
     p.applying.add(work);

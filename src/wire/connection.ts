@@ -120,6 +120,11 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
     this.socket.uncork();
   };
 
+  /** Hands a received frame's payload back for reuse once nothing references it (FrameReader.recycle). */
+  recycle(payload: Buffer): void {
+    this.reader.recycle(payload);
+  }
+
   /** Resolves when the socket's write buffer has drained (or the connection closed). */
   drain(): Promise<void> {
     if (this.#closed || !this.socket.writableNeedDrain) return Promise.resolve();

@@ -9,6 +9,7 @@ import {
   FrameReader,
   PACKET_NAMES,
   PacketType,
+  PayloadPool,
   WireError,
 } from '../../src/wire/codec.js';
 import { REPL_DESCRIPTOR } from '../../src/wire/descriptor.js';
@@ -112,5 +113,57 @@ describe('FrameReader', () => {
     const zero = Buffer.alloc(8);
     zero.writeUInt32BE(2, 0);
     expect(() => new FrameReader().push(zero)).toThrow(expect.objectContaining({ code: 'FRAME_TOO_LARGE' }));
+  });
+});
+
+describe('PayloadPool', () => {
+  it('reuses what it lent once it is given back, ignores foreign and repeated gives, keeps at most maxBytes', () => {
+    const pool = new PayloadPool(3 * 8192);
+    const a = pool.take(8192);
+    const b = pool.take(8192);
+    expect(a).not.toBe(b);
+    expect(a.length).toBe(8192);
+    pool.give(Buffer.alloc(8192)); // not lent by this pool
+    expect(pool.freeBytes).toBe(0);
+    pool.give(a);
+    pool.give(a); // twice: counted once
+    expect(pool.freeBytes).toBe(8192);
+    expect(pool.take(4096)).not.toBe(a); // other sizes get their own buffers
+    expect(pool.take(8192)).toBe(a);
+    expect(pool.freeBytes).toBe(0);
+    const c = pool.take(16384);
+    pool.give(b);
+    pool.give(c);
+    expect(pool.freeBytes).toBe(8192 + 16384);
+    const d = pool.take(16384 * 2);
+    pool.give(d); // would exceed maxBytes: dropped
+    expect(pool.freeBytes).toBe(8192 + 16384);
+    expect(pool.take(16384)).toBe(c);
+  });
+
+  it('FrameReader: a payload assembled from several chunks comes from the pool and is reused after recycle()', () => {
+    const data = Buffer.alloc(65536, 0x5a);
+    const frame = encodeFrameBuffer(
+      { type: PacketType.RS_DATA, id: 1, offset: 0, length: data.length },
+      data,
+    );
+    const r = new FrameReader();
+    const feed = (): Buffer => {
+      const got = [];
+      for (let i = 0; i < frame.length; i += 20000) got.push(...r.push(frame.subarray(i, i + 20000)));
+      expect(got).toHaveLength(1);
+      const pl = (got[0] as { payload: Buffer }).payload;
+      expect(pl.equals(data)).toBe(true);
+      return pl;
+    };
+    const first = feed();
+    expect(feed()).not.toBe(first); // not given back yet: a second buffer
+    r.recycle(first);
+    const third = feed();
+    expect(third).toBe(first);
+    // a payload that sat in one chunk is a slice of it: recycling it does nothing
+    const [whole] = r.push(frame);
+    r.recycle((whole as { payload: Buffer }).payload);
+    expect(r.pool.freeBytes).toBe(0);
   });
 });
