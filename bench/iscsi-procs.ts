@@ -157,6 +157,8 @@ export interface LunarLun {
   path?: string;
   size?: string | number;
   direct?: boolean;
+  /** The read block cache for this LUN (default: lunar's default, on for O_DIRECT files). */
+  cache?: boolean;
   blockSize?: 512 | 4096;
   writeCache?: boolean;
   readOnly?: boolean;
@@ -193,6 +195,7 @@ export function lunarConfigYaml(o: Pick<LunarOptions, 'iqn' | 'ports' | 'luns' |
     if (l.path !== undefined) lines.push(`        path: ${JSON.stringify(l.path)}`);
     if (l.size !== undefined) lines.push(`        size: ${JSON.stringify(l.size)}`);
     if (l.direct !== undefined) lines.push(`        direct: ${l.direct}`);
+    if (l.cache !== undefined) lines.push(`        cache: ${l.cache}`);
     if (l.blockSize !== undefined) lines.push(`        blockSize: ${l.blockSize}`);
     if (l.writeCache !== undefined) lines.push(`        writeCache: ${l.writeCache}`);
     if (l.readOnly !== undefined) lines.push(`        readOnly: ${l.readOnly}`);

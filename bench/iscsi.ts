@@ -20,8 +20,10 @@
  * (truly random LBAs, time-bounded; it can only read). Latency is the mean of a QD1 run
  * (qemu-img bench gives only total time; no percentiles available from either tool).
  *
- * Pairings: `direct` = tgtd --bsoflags direct vs lunar direct: true; `default` = each one's
- * default (tgtd through the page cache, lunar's default config).
+ * Pairings: `direct` = tgtd --bsoflags direct vs lunar direct: true, cache: false (O_DIRECT, no
+ * cache on either side); `default` = each one's default (tgtd through the page cache, filled by
+ * reading the file first; lunar's default config: O_DIRECT under its read block cache, filled by
+ * one sequential read of the LUN).
  */
 import { mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -293,7 +295,9 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
                   backstore: 'file',
                   path: file,
                   size: size,
-                  ...(direct ? { direct: true } : {}),
+                  // direct: O_DIRECT and nothing else, as tgtd --bsoflags direct; default: lunar's
+                  // defaults, i.e. O_DIRECT under its read block cache.
+                  ...(direct ? { direct: true, cache: false } : {}),
                 },
               ],
               ...(lunarCmd && !lunarIsTgtd ? { cmd: lunarCmd.split(/\s+/).filter(Boolean) } : {}),
@@ -301,6 +305,10 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
           }
           running.add(t);
           try {
+            // Page-cache runs start with the whole file cached; lunar's counterpart is its block
+            // cache, filled the way a first reader fills it: one sequential pass over the LUN.
+            if (!direct && slot === 'lunar' && !lunarIsTgtd)
+              await qemuBench(t.url, { size: 1 << 20, depth: 8, step: 1 << 20, write: false }, size >> 20);
             for (const m of metrics) {
               const { value: v, cpuUs } = await measure(t, m.id, seconds, hint);
               // Flush what a write metric left dirty (page-cache pairing) so it does not slow the next.

@@ -423,7 +423,7 @@ export function registerCommands(program: Command): void {
         .argument('<lun>', 'LUN number')
         .argument(
           '<assignments...>',
-          'serial=, vendor=, product=, scsiId=, readOnly=true|false, writeCache=true|false, removable=, direct=',
+          'serial=, vendor=, product=, scsiId=, readOnly=true|false, writeCache=true|false, removable=, direct=, cache=true|false',
         )
         .description('change LUN settings (applied live)'),
     ),
@@ -433,7 +433,7 @@ export function registerCommands(program: Command): void {
       const raw = parseAssignments(words);
       const patch: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(raw)) {
-        if (['readOnly', 'writeCache', 'removable', 'direct'].includes(k)) {
+        if (['readOnly', 'writeCache', 'removable', 'direct', 'cache'].includes(k)) {
           if (v !== 'true' && v !== 'false') throw new UsageError(`${k}=${v}: must be true or false`);
           patch[k] = v === 'true';
         } else patch[k] = v;
