@@ -23,6 +23,7 @@
  * read can put them back before it ends, so no stale page survives it.
  */
 import { LRUCache } from 'lru-cache';
+import { AlignedPool } from '../native/aligned-pool.js';
 import type { Backstore, BackstoreCapabilities, WriteOptions } from './types.js';
 
 /** Cache granularity: bytes per page, at page-aligned byte offsets of the LUN. */
@@ -169,7 +170,14 @@ export class PageCache {
    * returns a fresh buffer with bytes [from, to) of that page range (a copy: a slot may be reused
    * while the caller still holds the buffer); null otherwise.
    */
-  read(lun: number, first: number, count: number, from: number, to: number): Buffer | null {
+  read(
+    lun: number,
+    first: number,
+    count: number,
+    from: number,
+    to: number,
+    alloc: (length: number) => Buffer = Buffer.allocUnsafe,
+  ): Buffer | null {
     if (first + count > PAGES_PER_LUN) return null;
     const base = lun * PAGES_PER_LUN + first;
     const slots = this.#scratch;
@@ -178,7 +186,7 @@ export class PageCache {
       if (slot === undefined) return null;
       slots[i] = slot;
     }
-    const out = Buffer.allocUnsafe(to - from);
+    const out = alloc(to - from);
     for (let i = Math.floor(from / PAGE_SIZE); i < count; i++) {
       const pageStart = i * PAGE_SIZE;
       if (pageStart >= to) break;
@@ -289,11 +297,23 @@ interface InFlight {
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /** A backstore whose reads go through the process's {@link PageCache}. */
+/** Hits larger than this are assembled in pooled buffers that release() takes back. */
+const LEND_MIN = 32 * 1024;
+
 export class CachedBackstore implements Backstore {
   readonly inner: Backstore;
   readonly cache: PageCache;
   readonly #lun: number;
   readonly #reads = new Set<InFlight>();
+  /** Buffers for large hits, back on release() (no GC round trip for MiB-sized reads). */
+  readonly #pool = new AlignedPool(16 * 1024 * 1024);
+  readonly #lent = new WeakMap<ArrayBufferLike, Buffer>();
+  readonly #alloc = (length: number): Buffer => {
+    if (length <= LEND_MIN) return Buffer.allocUnsafe(length);
+    const whole = this.#pool.take(length);
+    this.#lent.set(whole.buffer, whole);
+    return whole.length === length ? whole : whole.subarray(0, length);
+  };
   readonly #mutations = new Set<InFlight>();
   #closed = false;
   #hits = 0;
@@ -350,7 +370,14 @@ export class CachedBackstore implements Backstore {
     const ws = Math.floor(start / PAGE_SIZE) * PAGE_SIZE;
     const we = Math.min(Math.ceil(end / PAGE_SIZE) * PAGE_SIZE, lunBytes);
     if (we % PAGE_SIZE === 0) {
-      const hit = this.cache.read(this.#lun, ws / PAGE_SIZE, (we - ws) / PAGE_SIZE, start - ws, end - ws);
+      const hit = this.cache.read(
+        this.#lun,
+        ws / PAGE_SIZE,
+        (we - ws) / PAGE_SIZE,
+        start - ws,
+        end - ws,
+        this.#alloc,
+      );
       if (hit !== null) {
         this.#hits++;
         this.cache.count(true, hit.length);
@@ -376,9 +403,16 @@ export class CachedBackstore implements Backstore {
     return ws === start && we === end ? data : data.subarray(start - ws, end - ws);
   }
 
-  /** Hands the buffer to the inner store (it ignores buffers it did not hand out). */
+  /** Takes back a large hit's buffer; anything else goes to the inner store (which ignores
+   *  buffers it did not hand out). */
   release(buffer: Buffer): void {
-    this.inner.release?.(buffer);
+    const whole = this.#lent.get(buffer.buffer);
+    if (whole === undefined) {
+      this.inner.release?.(buffer);
+      return;
+    }
+    this.#lent.delete(buffer.buffer);
+    this.#pool.give(whole);
   }
 
   write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {

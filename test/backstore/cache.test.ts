@@ -343,6 +343,24 @@ describe('CachedBackstore', () => {
     expect(probe.released).toHaveLength(2);
   });
 
+  it('a large hit is assembled in a pooled buffer that release() takes back for the next hit', async () => {
+    const { probe, b } = setup({ blockSize: 512 });
+    const data = patternBytes(128 * 512, 5);
+    await b.write(0, data);
+    b.release(await b.read(0, 128)); // miss: fills the cache; its buffer goes to the inner store
+    const hit = await b.read(0, 128);
+    expect(hit).toEqual(data);
+    const memory = hit.buffer;
+    b.release(hit);
+    expect(probe.released.some((r) => r.buffer === memory)).toBe(false); // ours, not the store's
+    const again = await b.read(0, 128);
+    expect(again.buffer).toBe(memory);
+    expect(again).toEqual(data);
+    const other = await b.read(0, 128); // `again` is still lent: a different buffer
+    expect(other.buffer).not.toBe(memory);
+    expect(again).toEqual(data);
+  });
+
   it('validates like the inner store and reports what it does', async () => {
     const { b, probe } = setup({ blocks: 16 });
     await expect(b.read(15, 2)).rejects.toMatchObject({ code: 'OUT_OF_RANGE' });
