@@ -25,7 +25,7 @@ import {
   type PacketInit,
   type WireError,
 } from '../wire/codec.js';
-import { handshake, WireConnection } from '../wire/connection.js';
+import { adoptWithStaticReads, handshake, StaticReads, WireConnection } from '../wire/connection.js';
 import { ActivityLog } from './activity-log.js';
 import type { Bitmap } from './bitmap.js';
 import { metaPath, type NodeConfig, type ResourceConfig } from './config.js';
@@ -611,7 +611,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
 
   async #listen(): Promise<void> {
     const [host, port] = this.me.address.split(':') as [string, string];
-    const server = createServer((sock) => this.#onAccept(sock));
+    // Paused: the accepted socket is taken over with static-buffer reads before anything is read.
+    const server = createServer({ pauseOnConnect: true }, (sock) => this.#onAccept(sock));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) =>
         reject(
@@ -639,9 +640,10 @@ export class Resource extends EventEmitter<ResourceEvents> {
     };
   }
 
-  #onAccept(sock: Socket): void {
+  #onAccept(accepted: Socket): void {
+    const { socket: sock, reads } = adoptWithStaticReads(accepted);
     sock.setNoDelay(true);
-    const conn = new WireConnection(sock, this.cfg.net.maxFrame);
+    const conn = new WireConnection(sock, this.cfg.net.maxFrame, reads);
     handshake(conn, {
       ...this.#handshakeOpts(null),
       acceptPeer: (id) => {
@@ -685,7 +687,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
     if (!p.want || p.conn !== null || p.dialing || !this.isUp) return;
     p.dialing = true;
     const [host, port] = p.cfg.address.split(':') as [string, string];
-    const sock = connect({ host, port: Number(port) });
+    const reads = new StaticReads();
+    const sock = connect({ host, port: Number(port), onread: reads.onread });
     sock.setNoDelay(true);
     const retry = (): void => {
       p.dialing = false;
@@ -702,7 +705,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
     });
     sock.once('connect', () => {
       sock.removeAllListeners('error');
-      const conn = new WireConnection(sock, this.cfg.net.maxFrame);
+      const conn = new WireConnection(sock, this.cfg.net.maxFrame, reads);
       handshake(conn, this.#handshakeOpts(p.id)).then(
         () => {
           p.dialing = false;

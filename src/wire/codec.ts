@@ -198,7 +198,8 @@ const EMPTY = Buffer.alloc(0);
 export class PayloadPool {
   readonly maxBytes: number;
   readonly #free = new Map<number, Buffer[]>();
-  readonly #out = new Set<Buffer>();
+  /** Lent and not given back (weak: a payload its consumer never returns is simply collected). */
+  readonly #out = new WeakSet<Buffer>();
   #freeBytes = 0;
 
   constructor(maxBytes = 32 * 1024 * 1024) {
@@ -256,11 +257,102 @@ export class FrameReader {
   }
 
   get buffered(): number {
-    return this.#buffered;
+    return this.#buffered + this.#part.have;
+  }
+
+  /** The frame being copied in by pushCopy(): prefix, header and payload as they fill up. */
+  readonly #part: { prefix: Buffer; have: number; length: number; header: Buffer; payload: Buffer } = {
+    prefix: Buffer.alloc(FRAME_PREFIX),
+    have: 0,
+    length: 0,
+    header: EMPTY,
+    payload: EMPTY,
+  };
+
+  /**
+   * Like push(), for bytes that are only valid during the call (a socket's static read buffer):
+   * nothing is kept, every byte is copied to where it belongs, block payloads straight into a
+   * pooled aligned buffer (one copy in all, no buffer allocated per socket read). A reader is fed
+   * either by push() or by pushCopy(), never both.
+   */
+  pushCopy(bytes: Buffer): Frame[] {
+    if (this.#error !== null) throw this.#error;
+    if (this.#chunks.length > 0) throw new Error('FrameReader: push() and pushCopy() mixed');
+    const out: Frame[] = [];
+    const f = this.#part;
+    let at = 0;
+    try {
+      while (at < bytes.length) {
+        if (f.have < FRAME_PREFIX) {
+          const k = Math.min(FRAME_PREFIX - f.have, bytes.length - at);
+          bytes.copy(f.prefix, f.have, at, at + k);
+          f.have += k;
+          at += k;
+          if (f.have < FRAME_PREFIX) break;
+          const length = f.prefix.readUInt32BE(0);
+          const hlen = f.prefix.readUInt32BE(4);
+          this.#checkLengths(length, hlen);
+          const plen = length - 4 - hlen;
+          f.length = length;
+          f.header = Buffer.allocUnsafe(hlen);
+          f.payload = plen === 0 ? EMPTY : this.#payloadBuffer(plen);
+        }
+        const hlen = f.header.length;
+        const end = 4 + f.length;
+        const h = f.have - FRAME_PREFIX;
+        if (h < hlen) {
+          const k = Math.min(hlen - h, bytes.length - at);
+          bytes.copy(f.header, h, at, at + k);
+          f.have += k;
+          at += k;
+        }
+        if (f.have >= FRAME_PREFIX + hlen && f.have < end) {
+          const k = Math.min(end - f.have, bytes.length - at);
+          bytes.copy(f.payload, f.have - FRAME_PREFIX - hlen, at, at + k);
+          f.have += k;
+          at += k;
+        }
+        if (f.have === end) {
+          out.push({ packet: decodeHeader(f.header), payload: f.payload });
+          this.bytesIn += end;
+          f.have = 0;
+          f.header = EMPTY;
+          f.payload = EMPTY;
+        }
+      }
+    } catch (e) {
+      this.#error =
+        e instanceof WireError
+          ? e
+          : new WireError(WireErrorCode.PROTOCOL, `frame error: ${(e as Error).message}`);
+      throw this.#error;
+    }
+    return out;
+  }
+
+  /** Block data (4 KiB or more, sector multiple) lands in pooled aligned memory: O_DIRECT-ready. */
+  #payloadBuffer(n: number): Buffer {
+    return n >= 4096 && n % 512 === 0 ? this.pool.take(n) : Buffer.allocUnsafe(n);
+  }
+
+  #checkLengths(length: number, hlen: number): void {
+    if (length < 4 || length - 4 > this.maxFrame) {
+      throw new WireError(
+        WireErrorCode.FRAME_TOO_LARGE,
+        `frame length ${length} outside [4, ${this.maxFrame + 4}]`,
+      );
+    }
+    if (hlen === 0 || hlen > MAX_HEADER || hlen > length - 4) {
+      throw new WireError(
+        WireErrorCode.BAD_HEADER_LENGTH,
+        `header length ${hlen} invalid for frame length ${length}`,
+      );
+    }
   }
 
   push(chunk: Buffer): Frame[] {
     if (this.#error !== null) throw this.#error;
+    if (this.#part.have > 0) throw new Error('FrameReader: push() and pushCopy() mixed');
     if (chunk.length > 0) {
       this.#chunks.push(chunk);
       this.#buffered += chunk.length;
@@ -309,7 +401,7 @@ export class FrameReader {
     } else {
       // A payload spread over several chunks is copied once, into 4 KiB-aligned memory when it is
       // block data, so an O_DIRECT write of it needs no second (alignment) copy.
-      out = n >= 4096 && n % 512 === 0 ? this.pool.take(n) : Buffer.allocUnsafe(n);
+      out = this.#payloadBuffer(n);
       let at = 0;
       while (at < n) {
         const c = this.#chunks[0] as Buffer;
@@ -329,18 +421,7 @@ export class FrameReader {
     const pre = this.#peek(FRAME_PREFIX);
     const length = pre.readUInt32BE(0);
     const hlen = pre.readUInt32BE(4);
-    if (length < 4 || length - 4 > this.maxFrame) {
-      throw new WireError(
-        WireErrorCode.FRAME_TOO_LARGE,
-        `frame length ${length} outside [4, ${this.maxFrame + 4}]`,
-      );
-    }
-    if (hlen === 0 || hlen > MAX_HEADER || hlen > length - 4) {
-      throw new WireError(
-        WireErrorCode.BAD_HEADER_LENGTH,
-        `header length ${hlen} invalid for frame length ${length}`,
-      );
-    }
+    this.#checkLengths(length, hlen);
     if (this.#buffered < 4 + length) return null;
     this.#take(FRAME_PREFIX);
     const header = this.#take(hlen);

@@ -134,6 +134,16 @@ describe('write path mechanics', () => {
     for (let i = 0; i < 20; i++) await bs.write(i * 2, Buffer.alloc(4096, i));
     await Promise.all(Array.from({ length: 16 }, (_, i) => bs.write(100 + i, Buffer.alloc(4096, i))));
     expect(seen.length).toBe(36);
+    // Both ends read into the static buffer (dialer: connect's onread; acceptor: socket taken
+    // over), not through 'data' events with a Buffer per read.
+    for (const [r, peer] of [
+      [a, 1],
+      [b, 0],
+    ] as const) {
+      const sock = r.peers.get(peer)?.conn?.socket;
+      expect(sock).toBeDefined();
+      expect(sock?.listenerCount('data')).toBe(0);
+    }
     // The socket is not corked any more (its frames went to the kernel) when the disk write starts.
     expect(seen.filter((s) => s.corked !== 0)).toEqual([]);
     expect(await a.verify()).toBe(0);

@@ -167,3 +167,71 @@ describe('PayloadPool', () => {
     expect(r.pool.freeBytes).toBe(0);
   });
 });
+
+describe('FrameReader.pushCopy (bytes valid only during the call)', () => {
+  const payload = Buffer.alloc(10000, 0xab);
+  const block = Buffer.alloc(65536, 0x3c);
+  const frames = [
+    encodeFrameBuffer({ type: PacketType.DATA, id: 1, offset: 4096, length: payload.length }, payload),
+    encodeFrameBuffer({ type: PacketType.PING }),
+    encodeFrameBuffer({ type: PacketType.RS_DATA, id: 2, offset: 0, length: block.length }, block),
+    encodeFrameBuffer({ type: PacketType.WRITE_ACK, id: 3 }),
+  ];
+  const all = Buffer.concat(frames);
+  /** Feeds `all` through one scratch buffer that is overwritten after every call, like Node's onread. */
+  const feed = (r: FrameReader, step: number) => {
+    const scratch = Buffer.alloc(step);
+    const got = [];
+    for (let i = 0; i < all.length; i += step) {
+      const n = all.copy(scratch, 0, i, Math.min(all.length, i + step));
+      got.push(...r.pushCopy(scratch.subarray(0, n)));
+      scratch.fill(0xee);
+    }
+    return got;
+  };
+
+  it('reassembles frames from arbitrary chunking and keeps no reference to the input', () => {
+    for (const step of [1, 3, 7, 8, 9, 100, 4096, 65536, all.length]) {
+      const r = new FrameReader();
+      const got = feed(r, step);
+      expect(got.map((f) => f.packet.type)).toEqual([
+        PacketType.DATA,
+        PacketType.PING,
+        PacketType.RS_DATA,
+        PacketType.WRITE_ACK,
+      ]);
+      expect(got[0]?.payload.equals(payload)).toBe(true);
+      expect(got[1]?.payload.length).toBe(0);
+      expect(got[2]?.payload.equals(block)).toBe(true);
+      expect(got[2]?.packet.id).toBe(2);
+      expect(got[3]?.packet.id).toBe(3);
+      expect(r.buffered).toBe(0);
+      expect(r.bytesIn).toBe(all.length);
+    }
+  });
+
+  it('puts block payloads in pooled memory that recycle() makes reusable', () => {
+    const r = new FrameReader();
+    const first = feed(r, 5000)[2]?.payload as Buffer;
+    r.recycle(first);
+    expect(r.pool.freeBytes).toBe(block.length);
+    const again = feed(r, 7000)[2]?.payload as Buffer;
+    expect(again).toBe(first);
+    expect(again.equals(block)).toBe(true);
+  });
+
+  it('rejects bad lengths like push() and stays poisoned; the two modes do not mix', () => {
+    const r = new FrameReader(1024);
+    expect(() => r.pushCopy(frames[0] as Buffer)).toThrow(/frame length/);
+    expect(() => r.pushCopy(frames[1] as Buffer)).toThrow(WireError);
+    const bad = Buffer.alloc(16);
+    bad.writeUInt32BE(12, 0);
+    bad.writeUInt32BE(50, 4);
+    expect(() => new FrameReader().pushCopy(bad)).toThrow(
+      expect.objectContaining({ code: 'BAD_HEADER_LENGTH' }),
+    );
+    const m = new FrameReader();
+    m.pushCopy((frames[0] as Buffer).subarray(0, 20));
+    expect(() => m.push(frames[1] as Buffer)).toThrow(/mixed/);
+  });
+});
