@@ -11,8 +11,10 @@
  * A {@link CachedBackstore} wraps one LUN's backstore. Reads whose pages are all cached are copied
  * out of the arenas into a fresh buffer (never a view: the slot may be reused while the socket still
  * sends it); other reads go to the inner backstore and fill the cache with the pages they fully
- * cover. Writes, unmaps, WRITE SAMEs and resizes invalidate the pages they touch when they start
- * and never fill the cache (read cache only: a stream of writes does not push out the hot set).
+ * cover. Writes, unmaps, WRITE SAMEs and resizes invalidate the pages they touch when they start;
+ * a write that succeeded then stores the whole pages it wrote (write-through, as the page cache
+ * keeps what was written: a block just written is read back from memory), unless another
+ * mutation overlapped it.
  *
  * Concurrency: a read that overlapped (in time and in bytes) any mutation must not fill the cache,
  * since the data it got may be from before or after that mutation. Every read in flight is
@@ -20,7 +22,8 @@
  * "tainted", and a read starting while an overlapping mutation is in flight is tainted at once.
  * A tainted read still returns its data (the caller ordered nothing between the two), it only
  * leaves the cache alone. Pages the mutation touches are dropped when it starts, and no untainted
- * read can put them back before it ends, so no stale page survives it.
+ * read can put them back before it ends, so no stale page survives it. Two overlapping mutations
+ * in flight taint each other: neither stores its data (which one the disk kept last is unknown).
  */
 import { LRUCache } from 'lru-cache';
 import { AlignedPool } from '../native/aligned-pool.js';
@@ -417,7 +420,7 @@ export class CachedBackstore implements Backstore {
 
   write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {
     const blocks = data instanceof Uint8Array ? data.length / this.blockSize : Number.NaN;
-    return this.#mutate(lba, blocks, () => this.inner.write(lba, data, opts));
+    return this.#mutate(lba, blocks, () => this.inner.write(lba, data, opts), false, data);
   }
 
   flush(): Promise<void> {
@@ -459,13 +462,25 @@ export class CachedBackstore implements Backstore {
    * pages it touches, and keeps its range registered until it settles (so reads starting meanwhile
    * do not fill the cache). Invalid arguments go to the inner store untouched (it rejects them).
    */
-  async #mutate(lba: number, blocks: number, run: () => Promise<void>, anySize = false): Promise<void> {
+  /** `written`: the data of a write, stored (whole pages) once the write succeeded untainted. */
+  async #mutate(
+    lba: number,
+    blocks: number,
+    run: () => Promise<void>,
+    anySize = false,
+    written?: Buffer,
+  ): Promise<void> {
     if (this.#closed || !isCount(lba) || !isCount(blocks) || (!anySize && lba + blocks > this.blockCount))
       return run();
     const bs = this.blockSize;
     const op: InFlight = { start: lba * bs, end: (lba + blocks) * bs, tainted: false };
     if (op.end > op.start) {
       for (const r of this.#reads) if (r.start < op.end && op.start < r.end) r.tainted = true;
+      for (const m of this.#mutations)
+        if (m.start < op.end && op.start < m.end) {
+          m.tainted = true;
+          op.tainted = true;
+        }
       this.#mutations.add(op);
       this.cache.invalidate(this.#lun, Math.floor(op.start / PAGE_SIZE), Math.ceil(op.end / PAGE_SIZE));
     }
@@ -474,6 +489,11 @@ export class CachedBackstore implements Backstore {
     } finally {
       this.#mutations.delete(op);
     }
+    if (written === undefined || op.tainted || this.#closed) return;
+    // Write-through: the whole pages inside the written range (a partial page stays dropped).
+    const first = Math.ceil(op.start / PAGE_SIZE);
+    const end = Math.min(Math.floor(op.end / PAGE_SIZE), Math.floor((this.blockCount * bs) / PAGE_SIZE));
+    if (end > first) this.cache.store(this.#lun, first, end - first, written, first * PAGE_SIZE - op.start);
   }
 
   #overlapsMutation(start: number, end: number): boolean {

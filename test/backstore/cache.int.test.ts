@@ -40,22 +40,20 @@ backstoreConformance('file', {
 describe('block cache over a file backstore', () => {
   for (const blockSize of [512, 4096] as const) {
     it(`released pooled read buffers are reused by the file store without touching cached pages (blockSize ${blockSize})`, async () => {
-      const b = new CachedBackstore(
-        await openBackstore({
-          kind: 'file',
-          path: fresh('pool'),
-          size: 4096 * blockSize,
-          blockSize,
-          create: true,
-        }),
-        new PageCache({ bytes: 2 * 1024 * 1024 }),
-      );
+      const inner = await openBackstore({
+        kind: 'file',
+        path: fresh('pool'),
+        size: 4096 * blockSize,
+        blockSize,
+        create: true,
+      });
+      const b = new CachedBackstore(inner, new PageCache({ bytes: 2 * 1024 * 1024 }));
       try {
         const blocks = (256 * 1024) / blockSize; // above the file store's slab limit: pooled buffers
         const a = patternBytes(256 * 1024, 1);
         const c = patternBytes(256 * 1024, 2);
-        await b.write(0, a);
-        await b.write(blocks, c);
+        await inner.write(0, a); // behind the cache: the first reads miss
+        await inner.write(blocks, c);
         const first = await b.read(0, blocks); // miss: the file store's pooled buffer
         expect(first.equals(a)).toBe(true);
         b.release(first);

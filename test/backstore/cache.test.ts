@@ -87,8 +87,10 @@ class Probe implements Backstore {
     this.pendingMutations.push(d);
     await d.promise;
   }
+  failWrites = false;
   async write(lba: number, data: Buffer, opts?: WriteOptions) {
     await this.#held();
+    if (this.failWrites) throw new Error('injected write failure');
     return this.mem.write(lba, data, opts);
   }
   flush() {
@@ -138,7 +140,7 @@ describe('CachedBackstore', () => {
   it('serves a repeated read from the cache without touching the inner store', async () => {
     const { probe, b, cache } = setup();
     const data = patternBytes(4 * 4096, 1);
-    await b.write(10, data);
+    await probe.write(10, data); // behind the cache: the first read misses
     expect(await b.read(10, 4)).toEqual(data);
     expect(probe.reads).toBe(1);
     const again = await b.read(10, 4);
@@ -152,17 +154,26 @@ describe('CachedBackstore', () => {
     expect(b.stats()).toEqual({ hits: 3, misses: 1, pages: 4 });
   });
 
-  it('a write invalidates the pages it touches (and only those)', async () => {
-    const { probe, b } = setup();
-    await b.write(0, patternBytes(8 * 4096, 2));
-    await b.read(0, 8);
-    const fresh = patternBytes(2 * 4096, 3);
-    await b.write(3, fresh);
+  it('a write replaces the whole pages it wrote (write-through) and drops a partly written page', async () => {
+    const { probe, b } = setup({ blockSize: 512, blocks: 128 });
+    await probe.write(0, patternBytes(64 * 512, 2));
+    await b.read(0, 64); // pages 0..7 cached
     expect(probe.reads).toBe(1);
-    expect(await b.read(3, 2)).toEqual(fresh);
+    const fresh = patternBytes(20 * 512, 3); // bytes 4096..14336: pages 1, 2 whole, page 3 in part
+    await b.write(8, fresh);
+    expect(await b.read(8, 16)).toEqual(fresh.subarray(0, 16 * 512)); // from the cache
+    expect(probe.reads).toBe(1);
+    expect(await b.read(24, 4)).toEqual(fresh.subarray(16 * 512)); // page 3: dropped, read again
     expect(probe.reads).toBe(2);
-    await b.read(0, 3); // untouched pages are still cached
+    await b.read(0, 8); // untouched pages are still cached
+    await b.read(32, 32);
     expect(probe.reads).toBe(2);
+    // A failed write stores nothing (and still drops what it touched).
+    probe.failWrites = true;
+    await expect(b.write(0, patternBytes(8 * 512, 9))).rejects.toThrow();
+    probe.failWrites = false;
+    expect(await b.read(0, 8)).toEqual(patternBytes(64 * 512, 2).subarray(0, 8 * 512));
+    expect(probe.reads).toBe(3);
   });
 
   it('unmap, writeSame and resize invalidate', async () => {
@@ -188,7 +199,7 @@ describe('CachedBackstore', () => {
 
   it('evicts the least recently used pages when the budget is full', async () => {
     const { probe, b, cache } = setup({ pages: 8 });
-    await b.write(0, patternBytes(16 * 4096, 6));
+    await probe.write(0, patternBytes(16 * 4096, 6));
     for (let i = 0; i < 8; i++) await b.read(i, 1);
     await b.read(0, 1); // page 0 is now the most recently used
     for (let i = 8; i < 15; i++) await b.read(i, 1); // pushes out 1..7
@@ -243,6 +254,29 @@ describe('CachedBackstore', () => {
     const now = await b.read(0, 4);
     expect(now.subarray(4096, 8192)).toEqual(fresh.subarray(0, 4096));
     expect(now.subarray(0, 4096)).toEqual(old.subarray(0, 4096));
+  });
+
+  it('two overlapping writes in flight store neither (which one the disk kept is unknown); a lone write stores', async () => {
+    const { probe, b } = setup();
+    probe.holdMutations = true;
+    const first = patternBytes(2 * 4096, 20);
+    const second = patternBytes(2 * 4096, 21);
+    const w1 = b.write(0, first);
+    await settle();
+    const w2 = b.write(1, second);
+    await settle();
+    // The store applies them in the opposite order of their starts.
+    probe.pendingMutations[1]?.resolve();
+    await settle();
+    probe.pendingMutations[0]?.resolve();
+    await Promise.all([w1, w2]);
+    probe.holdMutations = false;
+    const reads = probe.reads;
+    expect(await b.read(0, 3)).toEqual(await probe.mem.read(0, 3)); // what the store holds
+    expect(probe.reads).toBe(reads + 1); // from the store: nothing was stored by either write
+    await b.write(8, second);
+    expect(await b.read(8, 2)).toEqual(second);
+    expect(probe.reads).toBe(reads + 1); // a lone write is read back from the cache
   });
 
   it('a read that finishes while an overlapping unmap is in flight does not fill the cache', async () => {
@@ -312,7 +346,7 @@ describe('CachedBackstore', () => {
   it('512-byte blocks: unaligned reads are widened to pages and served from them', async () => {
     const { probe, b, cache } = setup({ blockSize: 512, blocks: 8 * 16 + 3 }); // a partial last page
     const data = patternBytes((8 * 16 + 3) * 512, 16);
-    await b.write(0, data);
+    await probe.write(0, data);
     expect(await b.read(3, 7)).toEqual(data.subarray(3 * 512, 10 * 512)); // pages 0 and 1
     expect(probe.reads).toBe(1);
     expect(probe.readBytes).toBe(2 * 4096);
