@@ -128,6 +128,12 @@ export class ActivityLog {
     this.shift = shift;
   }
 
+  /** The extents of a byte range when all are active already (references taken), else null. */
+  tryAcquire(offset: number, length: number): number[] | null {
+    const ex = extentsOf(offset, length, this.shift);
+    return this.core.tryFastPath(ex) ? ex : null;
+  }
+
   /** Activates the extents of a byte range (writing a transaction if needed); returns them for release(). */
   async acquire(offset: number, length: number): Promise<number[]> {
     const ex = extentsOf(offset, length, this.shift);

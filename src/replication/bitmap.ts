@@ -71,7 +71,7 @@ export class Bitmap {
 
   setBits(a: number, b: number): number {
     let n = 0;
-    for (let i = a; i < b; ) {
+    for (let i = a; i < b;) {
       if ((i & 7) === 0 && i + 8 <= b) {
         const byte = i >>> 3;
         const v = this.bytes[byte] as number;
@@ -99,7 +99,7 @@ export class Bitmap {
 
   clearBits(a: number, b: number): number {
     let n = 0;
-    for (let i = a; i < b; ) {
+    for (let i = a; i < b;) {
       const byte = i >>> 3;
       if ((i & 7) === 0 && i + 8 <= b) {
         const v = this.bytes[byte] as number;

@@ -92,6 +92,33 @@ describe('ActivityLogCore', () => {
     al.release(b);
     expect(al.transactions).toBe(3);
   });
+
+  it('ActivityLog.tryAcquire takes active extents at once and leaves misses to acquire()', async () => {
+    const tx: number[][] = [];
+    const al = new ActivityLog(2, {
+      async transaction(active) {
+        tx.push([...active]);
+      },
+    });
+    expect(al.tryAcquire(0, 4096)).toBeNull(); // not active: no reference taken, no transaction
+    expect(tx.length).toBe(0);
+    const a = await al.acquire(0, 4096);
+    const b = al.tryAcquire(4096, 4096); // same extent, active now
+    expect(b).toEqual(a);
+    expect(tx.length).toBe(1);
+    // Both references must go before extent 0 can be evicted for two new ones.
+    al.release(a);
+    let done = false;
+    const c = al.acquire(4 * MiB, 8 * MiB).then((x) => {
+      done = true;
+      return x;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(false);
+    al.release(b as number[]);
+    expect((await c).sort()).toEqual([1, 2]);
+    expect(tx.at(-1)?.sort()).toEqual([1, 2]); // extent 0 evicted
+  });
 });
 
 describe('Metadata', () => {

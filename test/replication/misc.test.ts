@@ -34,6 +34,28 @@ describe('IntervalLock', () => {
     await lock.drain();
     expect(lock.held).toBe(0);
   });
+
+  it('enter() hands out the release function at once when nothing overlaps, a promise otherwise', async () => {
+    const lock = new IntervalLock();
+    const r1 = lock.enter(0, 4096);
+    expect(typeof r1).toBe('function');
+    const r2 = lock.enter(8192, 4096); // disjoint
+    expect(typeof r2).toBe('function');
+    const r3 = lock.enter(0, 8192); // overlaps r1: queued behind it
+    expect(r3).toBeInstanceOf(Promise);
+    let got = false;
+    void (r3 as Promise<() => void>).then(() => {
+      got = true;
+    });
+    await new Promise((r) => setTimeout(r, 5));
+    expect(got).toBe(false);
+    (r1 as () => void)();
+    (await r3)();
+    expect(got).toBe(true);
+    (r2 as () => void)();
+    expect(lock.held).toBe(0);
+    expect(lock.conflicts).toBe(1);
+  });
 });
 
 describe('config', () => {
