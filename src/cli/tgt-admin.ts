@@ -362,7 +362,18 @@ function accountCommands(a: { user: string; password: string }, tid: string, out
   const T = ['--lld', 'iscsi'];
   return [
     [...T, '--op', 'new', '--mode', 'account', '--user', a.user, '--password', a.password],
-    [...T, '--op', 'bind', '--mode', 'account', '--tid', tid, '--user', a.user, ...(outgoing ? ['--outgoing'] : [])],
+    [
+      ...T,
+      '--op',
+      'bind',
+      '--mode',
+      'account',
+      '--tid',
+      tid,
+      '--user',
+      a.user,
+      ...(outgoing ? ['--outgoing'] : []),
+    ],
   ];
 }
 

@@ -158,16 +158,14 @@ export class PersistentReservations {
   }
 
   snapshot(): PrSnapshot {
-    const registrations = this.registrations.map(
-      (r): PrRegistrationSnapshot => ({
-        key: r.key.toString(16).padStart(16, '0'),
-        initiatorName: r.initiatorName,
-        ...(r.isid !== undefined ? { isid: r.isid } : {}),
-        targetName: r.targetName,
-        ...(r.portalGroupTag !== undefined ? { portalGroupTag: r.portalGroupTag } : {}),
-        relativeTargetPortId: r.relativeTargetPortId,
-      }),
-    );
+    const registrations = this.registrations.map((r): PrRegistrationSnapshot => ({
+      key: r.key.toString(16).padStart(16, '0'),
+      initiatorName: r.initiatorName,
+      ...(r.isid !== undefined ? { isid: r.isid } : {}),
+      targetName: r.targetName,
+      ...(r.portalGroupTag !== undefined ? { portalGroupTag: r.portalGroupTag } : {}),
+      relativeTargetPortId: r.relativeTargetPortId,
+    }));
     const res = this.reservation;
     return {
       version: 1,

@@ -75,7 +75,7 @@ export function extendedCopy(ctx: CommandContext): Outcome {
   if (cscdCount > XcopyLimits.MAX_CSCD_DESCRIPTORS) throw illegal(Asc.TOO_MANY_TARGET_DESCRIPTORS);
   // count the segment descriptors first (TOO MANY before anything in them is judged)
   const segOffsets: number[] = [];
-  for (let off = HEADER + cscdLen; off < HEADER + cscdLen + segLen; ) {
+  for (let off = HEADER + cscdLen; off < HEADER + cscdLen + segLen;) {
     if (off + 4 > HEADER + cscdLen + segLen) throw illegal(Asc.PARAMETER_LIST_LENGTH_ERROR);
     segOffsets.push(off);
     off += 4 + p.readUInt16BE(off + 2);

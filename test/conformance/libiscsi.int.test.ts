@@ -32,7 +32,8 @@ interface SuiteOut {
   tests: Record<string, { status: Status; reason: string }>;
 }
 
-const SUITE = process.env['LIBISCSI_SUITE'] ?? join(repoRoot(), '..', 'shared', 'conformance', 'libiscsi-suite.mjs');
+const SUITE =
+  process.env['LIBISCSI_SUITE'] ?? join(repoRoot(), '..', 'shared', 'conformance', 'libiscsi-suite.mjs');
 const BASELINE = join(repoRoot(), 'test', 'conformance', 'libiscsi-baseline.json');
 const IQN = 'iqn.2026-11.io.lunar.test:conformance';
 const HAVE_TOOL = spawnable('iscsi-test-cu');
@@ -44,10 +45,30 @@ interface Config {
   readonly twoPortals: boolean;
 }
 const CONFIGS: readonly Config[] = [
-  { name: 'default', lun: { lun: 0, backstore: 'file', path: 'disk0.img', size: '128M' }, tests: 'ALL', twoPortals: true },
-  { name: 'removable', lun: { lun: 0, backstore: 'memory', size: '64M', removable: true }, tests: 'ALL', twoPortals: true },
-  { name: 'sanitize', lun: { lun: 0, backstore: 'file', path: 'disk0.img', size: '64M' }, tests: 'ALL.Sanitize', twoPortals: false },
-  { name: 'readonly', lun: { lun: 0, backstore: 'memory', size: '16M', readOnly: true }, tests: 'ALL.ReadOnly', twoPortals: false },
+  {
+    name: 'default',
+    lun: { lun: 0, backstore: 'file', path: 'disk0.img', size: '128M' },
+    tests: 'ALL',
+    twoPortals: true,
+  },
+  {
+    name: 'removable',
+    lun: { lun: 0, backstore: 'memory', size: '64M', removable: true },
+    tests: 'ALL',
+    twoPortals: true,
+  },
+  {
+    name: 'sanitize',
+    lun: { lun: 0, backstore: 'file', path: 'disk0.img', size: '64M' },
+    tests: 'ALL.Sanitize',
+    twoPortals: false,
+  },
+  {
+    name: 'readonly',
+    lun: { lun: 0, backstore: 'memory', size: '16M', readOnly: true },
+    tests: 'ALL.ReadOnly',
+    twoPortals: false,
+  },
   // 512-byte logical blocks on 4096-byte physical ones (LBPPB 8), thin: the tests that need LBPPB ≥ 2.
   ...['WriteSame10', 'WriteSame16', 'CompareAndWrite'].map((suite) => ({
     name: `lbppb-${suite}`,
@@ -75,7 +96,17 @@ describe.skipIf(!HAVE_TOOL)('libiscsi conformance (iscsi-test-cu)', () => {
       const target = await startLunar({ dir: join(dir, c.name), iqn: IQN, ports, luns: [c.lun] });
       try {
         const out = join(dir, `${c.name}.json`);
-        const args = [SUITE, '--url', target.urls[0]!, '--tests', c.tests, '--out', out, '--log', join(dir, `${c.name}.log`)];
+        const args = [
+          SUITE,
+          '--url',
+          target.urls[0]!,
+          '--tests',
+          c.tests,
+          '--out',
+          out,
+          '--log',
+          join(dir, `${c.name}.log`),
+        ];
         if (c.twoPortals) args.push('--url2', target.urls[1]!);
         const r = await run(process.execPath, args, { timeoutMs: 1_100_000, allowFail: true });
         console.log(`[${c.name}] ${r.stdout.trim().split('\n').slice(-3).join(' | ')}`);
@@ -96,15 +127,20 @@ describe.skipIf(!HAVE_TOOL)('libiscsi conformance (iscsi-test-cu)', () => {
     const tests = Object.fromEntries([...merged].sort(([a], [b]) => a.localeCompare(b)));
     const count = { pass: 0, skip: 0, fail: 0 };
     for (const t of merged.values()) count[t.status]++;
-    console.log(`libiscsi, all configurations: ${merged.size} tests, ${count.pass} passed, ${count.skip} skipped, ${count.fail} failed`);
+    console.log(
+      `libiscsi, all configurations: ${merged.size} tests, ${count.pass} passed, ${count.skip} skipped, ${count.fail} failed`,
+    );
     writeFileSync(join(dir, 'merged.json'), JSON.stringify({ count, tests }, null, 1));
-    if (process.env['LIBISCSI_WRITE_BASELINE'] === '1') writeFileSync(BASELINE, `${JSON.stringify({ count, tests }, null, 1)}\n`);
+    if (process.env['LIBISCSI_WRITE_BASELINE'] === '1')
+      writeFileSync(BASELINE, `${JSON.stringify({ count, tests }, null, 1)}\n`);
     const failed = Object.entries(tests)
       .filter(([, t]) => t.status === 'fail')
       .map(([n, t]) => `${n} [${t.config}]: ${t.reason}`);
     expect(failed).toEqual([]);
     if (wanted.length === 0 && existsSync(BASELINE)) {
-      const base = (JSON.parse(readFileSync(BASELINE, 'utf8')) as { tests: Record<string, { status: Status }> }).tests;
+      const base = (
+        JSON.parse(readFileSync(BASELINE, 'utf8')) as { tests: Record<string, { status: Status }> }
+      ).tests;
       const regressions = Object.entries(base)
         .filter(([n, b]) => b.status === 'pass' && tests[n]?.status !== 'pass')
         .map(([n]) => `${n}: pass -> ${tests[n]?.status ?? 'missing'}`);

@@ -68,7 +68,9 @@ describe('COMPARE AND WRITE from two sessions', () => {
         wins += ra?.status === 0 ? 1 : 0;
       }
       // Both sessions won some rounds: the race was real, not one session always first.
-      console.log(`COMPARE AND WRITE race: session A won ${wins}/${ROUNDS}, session B ${ROUNDS - wins}/${ROUNDS}`);
+      console.log(
+        `COMPARE AND WRITE race: session A won ${wins}/${ROUNDS}, session B ${ROUNDS - wins}/${ROUNDS}`,
+      );
       await a.logout();
       await b.logout();
     } finally {

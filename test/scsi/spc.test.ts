@@ -57,7 +57,7 @@ describe('INQUIRY', () => {
     const f = await fixture();
     const d = (await f.run(cdb.inquiry(true, 0x83, 1024), { nexus: N2 })).dataIn!;
     const descs: { b0: number; b1: number; value: Buffer }[] = [];
-    for (let p = 4; p < d.length; ) {
+    for (let p = 4; p < d.length;) {
       const len = d[p + 3]!;
       descs.push({ b0: d[p]!, b1: d[p + 1]!, value: d.subarray(p + 4, p + 4 + len) });
       p += 4 + len;

@@ -17,12 +17,7 @@ export type TextParseResult =
   | {
       readonly ok: false;
       readonly code:
-        | 'no-separator'
-        | 'key-too-long'
-        | 'value-too-long'
-        | 'duplicate-key'
-        | 'bad-key'
-        | 'bad-utf8';
+        'no-separator' | 'key-too-long' | 'value-too-long' | 'duplicate-key' | 'bad-key' | 'bad-utf8';
       readonly key?: string;
       readonly message: string;
     };

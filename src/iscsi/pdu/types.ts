@@ -236,14 +236,7 @@ export interface Reject extends Base {
 }
 
 export type InitiatorPdu =
-  | NopOut
-  | ScsiCommandPdu
-  | TmfRequest
-  | LoginRequest
-  | TextRequest
-  | DataOut
-  | LogoutRequest
-  | Snack;
+  NopOut | ScsiCommandPdu | TmfRequest | LoginRequest | TextRequest | DataOut | LogoutRequest | Snack;
 export type TargetPdu =
   | NopIn
   | ScsiResponsePdu
