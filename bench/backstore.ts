@@ -113,7 +113,8 @@ async function lunar(b: Backstore, p: Pattern, seconds: number): Promise<Result>
       const t0 = performance.now();
       if (t0 >= end) return;
       const lba = nextLba();
-      if (p.rw === 'randread' || p.rw === 'read') b.release?.(await b.read(lba, ioBlocks)); // as the iSCSI path does
+      if (p.rw === 'randread' || p.rw === 'read')
+        b.release?.(await b.read(lba, ioBlocks)); // as the iSCSI path does
       else await b.write(lba, src);
       const t1 = performance.now();
       if (t0 >= rampEnd) {

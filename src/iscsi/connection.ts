@@ -10,7 +10,7 @@ import { LoginStatus } from './pdu/constants.js';
 import { FrameReader } from './pdu/framing.js';
 import type { InitiatorPdu, LoginRequest, TargetPdu } from './pdu/types.js';
 import { type LoginContext, LoginMachine, type LoginResult } from './session/login.js';
-import type { StaticReads } from './portal.js';
+import type { StaticReads } from '../net/static-reads.js';
 import type { DecodeResult, Pdu } from './pdu/types.js';
 import type { IscsiSession, PduSink } from './session/session.js';
 
@@ -70,7 +70,7 @@ export class IscsiConnection implements PduSink {
     this.localPort = socket.localPort ?? 0;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
-    if (reads) reads.onBytes = (bytes) => this.#onBytes(bytes, false);
+    if (reads) reads.attach((bytes) => this.#onBytes(bytes, false));
     else socket.on('data', (chunk: Buffer) => this.#onBytes(chunk, true));
     socket.on('error', (e) => this.#finish(`socket error: ${e.message}`));
     socket.on('close', () => this.#finish(this.closeReason || 'peer closed the connection'));

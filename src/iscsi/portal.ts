@@ -1,11 +1,6 @@
 /** One listening address (a network portal) of a portal group. */
-import {
-  createServer,
-  Socket as NetSocket,
-  type Server,
-  type Socket,
-  type SocketConstructorOpts,
-} from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
+import { adoptWithStaticReads, type StaticReads } from '../net/static-reads.js';
 
 export interface PortalConfig {
   readonly host: string;
@@ -15,48 +10,6 @@ export interface PortalConfig {
 
 export function formatHostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/**
- * Socket reads into one static buffer shared by every connection (Node's `onread`): parsing
- * consumes each read before the next one can happen (same thread), so no Buffer is allocated
- * per read — at 1 GB/s that is ~16k fewer 64 KiB buffers a second for the GC.
- */
-export interface StaticReads {
-  /** Receives each read's bytes (valid only during the call); false stops reading. */
-  onBytes: (bytes: Buffer) => boolean;
-}
-
-const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
-
-/**
- * Re-creates an accepted (paused) socket over the same handle with static-buffer reads. Needs
- * the socket's handle (`_handle`, what Node's own cluster module moves between processes); when
- * that is not available the socket is returned as it is and reads come as 'data' events.
- */
-function withStaticReads(accepted: Socket): { socket: Socket; reads?: StaticReads } {
-  const handle = (accepted as unknown as { _handle?: unknown })._handle;
-  if (handle === null || handle === undefined) return { socket: accepted };
-  const reads: StaticReads = { onBytes: () => true };
-  let socket: Socket;
-  try {
-    socket = new NetSocket({
-      handle,
-      readable: true,
-      writable: true,
-      onread: {
-        buffer: READ_BUFFER,
-        callback: (n: number, buf: Uint8Array) => reads.onBytes((buf as Buffer).subarray(0, n)),
-      },
-    } as SocketConstructorOpts);
-  } catch {
-    return { socket: accepted };
-  }
-  // The old object lets go of the handle (it must not close it) and closes, so the server's
-  // connection count stays right.
-  (accepted as unknown as { _handle: unknown })._handle = null;
-  accepted.destroy();
-  return { socket, reads };
 }
 
 export class Portal {
@@ -70,8 +23,9 @@ export class Portal {
   ) {
     this.config = config;
     this.#server = createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
-      const { socket, reads } = withStaticReads(accepted);
-      onConnection(socket, this, reads);
+      // Reads into one static buffer (no Buffer per socket read); see src/net/static-reads.ts.
+      const { socket, reads } = adoptWithStaticReads(accepted);
+      onConnection(socket, this, reads ?? undefined);
     });
     this.#server.on('error', () => undefined);
   }

@@ -7,7 +7,8 @@ import type { Socket } from 'node:net';
 import type { Nexus, ScsiTarget } from '../scsi/types.js';
 import { Acl, normalizeAddress } from './acl.js';
 import { type ConnectionOwner, IscsiConnection } from './connection.js';
-import { Portal, type PortalConfig, type StaticReads } from './portal.js';
+import type { StaticReads } from '../net/static-reads.js';
+import { Portal, type PortalConfig } from './portal.js';
 import type {
   LiveSessionInfo,
   LoginContext,

@@ -7,8 +7,8 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { Socket, type SocketConstructorOpts } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { type StaticReads } from '../net/static-reads.js';
 import {
   DEFAULT_MAX_FRAME,
   encodeFrame,
@@ -27,65 +27,7 @@ export interface WireConnectionEvents {
   close: [WireError | null];
 }
 
-/** One read buffer for every replication socket of the process (see StaticReads). */
-const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
-
-/**
- * Socket reads into one static buffer (Node's `onread`) instead of a new 64 KiB Buffer per read:
- * at 1–2 GB/s of replicated writes or resync data those buffers drove the receiving node's
- * garbage collector to a quarter of its main thread. The bytes are valid only during the
- * callback, so the connection copies them out at once (FrameReader.pushCopy), block payloads
- * straight into pooled aligned memory. Bytes that arrive before a connection is attached are
- * kept (copied) until then.
- */
-export class StaticReads {
-  #sink: ((bytes: Buffer) => void) | null = null;
-  #early: Buffer[] = [];
-  readonly onread = {
-    buffer: READ_BUFFER,
-    callback: (n: number, buf: Uint8Array): boolean => {
-      const bytes = (buf as Buffer).subarray(0, n);
-      if (this.#sink !== null) this.#sink(bytes);
-      else this.#early.push(Buffer.from(bytes));
-      return true;
-    },
-  };
-
-  attach(sink: (bytes: Buffer) => void): void {
-    this.#sink = sink;
-    for (const b of this.#early.splice(0)) sink(b);
-  }
-}
-
-/**
- * Takes over an accepted socket (created with `pauseOnConnect`, nothing read yet) with static-
- * buffer reads: a new Socket over the same handle (`_handle`, which Node's cluster module also
- * moves around); the old object lets go of the handle and is destroyed, so the server's
- * connection count stays right. Without a handle the socket is returned unchanged ('data' reads).
- */
-export function adoptWithStaticReads(accepted: Socket): { socket: Socket; reads: StaticReads | null } {
-  const handle = (accepted as unknown as { _handle?: unknown })._handle;
-  if (handle === null || handle === undefined) {
-    accepted.resume();
-    return { socket: accepted, reads: null };
-  }
-  const reads = new StaticReads();
-  let socket: Socket;
-  try {
-    socket = new Socket({
-      handle,
-      readable: true,
-      writable: true,
-      onread: reads.onread,
-    } as SocketConstructorOpts);
-  } catch {
-    accepted.resume();
-    return { socket: accepted, reads: null };
-  }
-  (accepted as unknown as { _handle: unknown })._handle = null;
-  accepted.destroy();
-  return { socket, reads };
-}
+export { adoptWithStaticReads, StaticReads } from '../net/static-reads.js';
 
 /**
  * Frames in, frames out. Before `start()` frames are queued for `next()` (handshake); after it
