@@ -348,7 +348,8 @@ export async function runBackstoreMemBench(argv: string[]): Promise<void> {
       const src = Buffer.alloc(4096 + 1, w).subarray(1);
       while (performance.now() < end) {
         const lba = Math.floor(Math.random() * blocks4k) * 8;
-        if (Math.random() < 0.5) await b.read(lba, 8);
+        if (Math.random() < 0.5)
+          b.release?.(await b.read(lba, 8)); // as the iSCSI path does
         else await b.write(lba, src);
         ops++;
       }

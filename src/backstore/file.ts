@@ -44,30 +44,6 @@ const PATTERN_CHUNK = 1024 * 1024;
 /** writeSame chunks in flight at once. */
 const PATTERN_DEPTH = 4;
 
-/**
- * Read buffers for small reads, carved from aligned slabs (like Node's own Buffer pool): one native
- * allocation and one finalizer per slab instead of per read, which matters at 50k+ reads/s. A
- * read buffer that a caller keeps pins its slab, so only reads up to SLAB_MAX_READ bytes use it.
- */
-class ReadSlab {
-  static readonly SLAB = 256 * 1024;
-  static readonly SLAB_MAX_READ = 32 * 1024;
-  #slab: Buffer | null = null;
-  #used = 0;
-
-  take(length: number): Buffer {
-    if (length > ReadSlab.SLAB_MAX_READ || length % ALIGNMENT !== 0)
-      return allocAligned(length, { zero: false });
-    if (this.#slab === null || this.#used + length > this.#slab.length) {
-      this.#slab = allocAligned(ReadSlab.SLAB, { zero: false });
-      this.#used = 0;
-    }
-    const b = this.#slab.subarray(this.#used, this.#used + length);
-    this.#used += length;
-    return b;
-  }
-}
-
 function errorCode(e: unknown): string | undefined {
   return e instanceof Error ? (e as CodedError).code : undefined;
 }
@@ -82,11 +58,10 @@ export class FileBackstore extends BackstoreBase implements Backstore {
   readonly #readOnly: boolean;
   readonly #direct: boolean;
   #thin: boolean;
-  /** Bounce buffers for unaligned writes (back when the write completes) and large read
-   *  buffers (back on release()). */
+  /** Bounce buffers for unaligned writes (back when the write completes) and read buffers
+   *  (back on release()). */
   readonly #pool = new AlignedPool(32 * 1024 * 1024);
-  readonly #readSlab = new ReadSlab();
-  /** Large read buffers handed out and not yet released: the view's memory → the pool buffer. */
+  /** Read buffers handed out and not yet released: the view's memory → the pool buffer. */
   readonly #lent = new WeakMap<ArrayBufferLike, Buffer>();
   #zeroChunk: Buffer | null = null;
   #patternChunk: { pattern: Buffer; chunk: Buffer } | null = null;
@@ -119,23 +94,19 @@ export class FileBackstore extends BackstoreBase implements Backstore {
     this.checkOpen('read');
     const { offset, length } = this.checkRange('read', lba, blocks);
     if (length === 0) return Buffer.alloc(0);
-    // Small reads are carved from slabs; large ones come from the pool and go back on release().
-    const whole = length > ReadSlab.SLAB_MAX_READ ? this.#pool.take(length) : null;
-    const buf =
-      whole === null
-        ? this.#readSlab.take(length)
-        : whole.length === length
-          ? whole
-          : whole.subarray(0, length);
+    // Read buffers come from the pool and go back on release() (the iSCSI layer releases them
+    // once the socket has written them; a caller that keeps one leaves it to the GC).
+    const whole = this.#pool.take(length);
+    const buf = whole.length === length ? whole : whole.subarray(0, length);
     let n: number;
     try {
       n = await this.#file.read(buf, offset);
     } catch (e) {
-      if (whole !== null) this.#pool.give(whole);
+      this.#pool.give(whole);
       throw this.#mapError(e, 'read');
     }
     if (n < length) buf.fill(0, n); // the file shrank underneath us: the rest reads as zeros
-    if (whole !== null) this.#lent.set(whole.buffer, whole);
+    this.#lent.set(whole.buffer, whole);
     return buf;
   }
 

@@ -46,6 +46,11 @@ export class ReplicatedBackstore extends BackstoreBase implements Backstore {
     return this.resource.read(offset, length);
   }
 
+  /** Read buffers come from the local backing store: they go back to it. */
+  release(buffer: Buffer): void {
+    this.resource.backing?.release?.(buffer);
+  }
+
   async write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {
     this.checkOpen('write');
     const blocks = this.checkData('write', data);
