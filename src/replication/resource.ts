@@ -702,11 +702,21 @@ export class Resource extends EventEmitter<ResourceEvents> {
       }, this.cfg.net.connectIntMs);
       p.retryTimer.unref();
     };
+    // A dial into a partition hangs in SYN_SENT, and TCP's own retransmits back off to tens of
+    // seconds: after the partition heals the peers would stay apart that long. Each attempt gets
+    // a deadline instead, then a fresh one connect-int later (as DRBD retries).
+    const deadline = setTimeout(() => {
+      sock.destroy();
+      retry();
+    }, Math.max(1000, this.cfg.net.pingTimeoutMs));
+    deadline.unref();
     sock.once('error', () => {
+      clearTimeout(deadline);
       sock.destroy();
       retry();
     });
     sock.once('connect', () => {
+      clearTimeout(deadline);
       sock.removeAllListeners('error');
       const conn = new WireConnection(sock, this.cfg.net.maxFrame, reads);
       handshake(conn, this.#handshakeOpts(p.id)).then(
