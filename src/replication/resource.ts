@@ -705,10 +705,13 @@ export class Resource extends EventEmitter<ResourceEvents> {
     // A dial into a partition hangs in SYN_SENT, and TCP's own retransmits back off to tens of
     // seconds: after the partition heals the peers would stay apart that long. Each attempt gets
     // a deadline instead, then a fresh one connect-int later (as DRBD retries).
-    const deadline = setTimeout(() => {
-      sock.destroy();
-      retry();
-    }, Math.max(1000, this.cfg.net.pingTimeoutMs));
+    const deadline = setTimeout(
+      () => {
+        sock.destroy();
+        retry();
+      },
+      Math.max(1000, this.cfg.net.pingTimeoutMs),
+    );
     deadline.unref();
     sock.once('error', () => {
       clearTimeout(deadline);
