@@ -114,6 +114,19 @@ export interface NewLun {
 
 export type LunPatch = Omit<NewLun, 'lun' | 'backstore' | 'path' | 'size' | 'blockSize' | 'id'>;
 
+/** LUN fields a PATCH may change (a new LUN may also set these, and its block size). */
+const LUN_CHANGEABLE = [
+  'readOnly',
+  'removable',
+  'direct',
+  'writeCache',
+  'cache',
+  'serial',
+  'vendor',
+  'product',
+  'scsiId',
+] as const satisfies readonly (keyof LunPatch)[];
+
 export interface TargetPatch {
   readonly alias?: string | null;
   /** iSCSI keys; null removes the override. */
@@ -525,18 +538,7 @@ export class Controller {
       } else if (backstore !== 'file') {
         throw new ControlError('invalid', 'size', `a ${backstore} LUN needs a size`);
       }
-      for (const k of [
-        'blockSize',
-        'readOnly',
-        'removable',
-        'direct',
-        'writeCache',
-        'cache',
-        'serial',
-        'vendor',
-        'product',
-        'scsiId',
-      ] as const) {
+      for (const k of ['blockSize', ...LUN_CHANGEABLE] as const) {
         if (req[k] !== undefined) node[k] = req[k];
       }
       node['id'] = req.id ?? newLunId();
@@ -567,17 +569,7 @@ export class Controller {
       const { spec, index } = this.#find(ref);
       const li = spec.luns.findIndex((l) => l.lun === lun);
       if (li < 0) throw new ControlError('not_found', 'lun', `target ${spec.name} has no LUN ${lun}`);
-      const allowed = [
-        'readOnly',
-        'removable',
-        'direct',
-        'writeCache',
-        'cache',
-        'serial',
-        'vendor',
-        'product',
-        'scsiId',
-      ];
+      const allowed: readonly string[] = LUN_CHANGEABLE;
       for (const k of Object.keys(patch)) {
         if (!allowed.includes(k))
           throw new ControlError(

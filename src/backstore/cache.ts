@@ -310,13 +310,8 @@ export class CachedBackstore implements Backstore {
   readonly #reads = new Set<InFlight>();
   /** Buffers for large hits, back on release() (no GC round trip for MiB-sized reads). */
   readonly #pool = new AlignedPool(16 * 1024 * 1024);
-  readonly #lent = new WeakMap<ArrayBufferLike, Buffer>();
-  readonly #alloc = (length: number): Buffer => {
-    if (length <= LEND_MIN) return Buffer.allocUnsafe(length);
-    const whole = this.#pool.take(length);
-    this.#lent.set(whole.buffer, whole);
-    return whole.length === length ? whole : whole.subarray(0, length);
-  };
+  readonly #alloc = (length: number): Buffer =>
+    length <= LEND_MIN ? Buffer.allocUnsafe(length) : this.#pool.lend(length);
   readonly #mutations = new Set<InFlight>();
   #closed = false;
   #hits = 0;
@@ -409,13 +404,7 @@ export class CachedBackstore implements Backstore {
   /** Takes back a large hit's buffer; anything else goes to the inner store (which ignores
    *  buffers it did not hand out). */
   release(buffer: Buffer): void {
-    const whole = this.#lent.get(buffer.buffer);
-    if (whole === undefined) {
-      this.inner.release?.(buffer);
-      return;
-    }
-    this.#lent.delete(buffer.buffer);
-    this.#pool.give(whole);
+    if (!this.#pool.takeBack(buffer)) this.inner.release?.(buffer);
   }
 
   write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {

@@ -61,8 +61,6 @@ export class FileBackstore extends BackstoreBase implements Backstore {
   /** Bounce buffers for unaligned writes (back when the write completes) and read buffers
    *  (back on release()). */
   readonly #pool = new AlignedPool(32 * 1024 * 1024);
-  /** Read buffers handed out and not yet released: the view's memory → the pool buffer. */
-  readonly #lent = new WeakMap<ArrayBufferLike, Buffer>();
   #zeroChunk: Buffer | null = null;
   #patternChunk: { pattern: Buffer; chunk: Buffer } | null = null;
 
@@ -96,25 +94,20 @@ export class FileBackstore extends BackstoreBase implements Backstore {
     if (length === 0) return Buffer.alloc(0);
     // Read buffers come from the pool and go back on release() (the iSCSI layer releases them
     // once the socket has written them; a caller that keeps one leaves it to the GC).
-    const whole = this.#pool.take(length);
-    const buf = whole.length === length ? whole : whole.subarray(0, length);
+    const buf = this.#pool.lend(length);
     let n: number;
     try {
       n = await this.#file.read(buf, offset);
     } catch (e) {
-      this.#pool.give(whole);
+      this.#pool.takeBack(buf);
       throw this.#mapError(e, 'read');
     }
     if (n < length) buf.fill(0, n); // the file shrank underneath us: the rest reads as zeros
-    this.#lent.set(whole.buffer, whole);
     return buf;
   }
 
   release(buffer: Buffer): void {
-    const whole = this.#lent.get(buffer.buffer);
-    if (whole === undefined) return;
-    this.#lent.delete(buffer.buffer);
-    this.#pool.give(whole);
+    this.#pool.takeBack(buffer);
   }
 
   async write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {

@@ -39,6 +39,28 @@ export class AlignedPool {
     this.#idle += b.length;
   }
 
+  /** Buffers handed out by lend() and not yet back: the view's memory → the whole pool buffer. */
+  readonly #lent = new WeakMap<ArrayBufferLike, Buffer>();
+
+  /**
+   * A view of exactly `length` bytes of a pool buffer, for a caller outside the owner's control
+   * (e.g. a read result); it comes back through {@link takeBack}, or to the GC if it never does.
+   */
+  lend(length: number): Buffer {
+    const whole = this.take(length);
+    this.#lent.set(whole.buffer, whole);
+    return whole.length === length ? whole : whole.subarray(0, length);
+  }
+
+  /** Takes back a view lend() handed out (true); anything else, or a second time: false. */
+  takeBack(view: Buffer): boolean {
+    const whole = this.#lent.get(view.buffer);
+    if (whole === undefined) return false;
+    this.#lent.delete(view.buffer);
+    this.give(whole);
+    return true;
+  }
+
   /** Bytes kept for reuse. */
   get idleBytes(): number {
     return this.#idle;

@@ -19,6 +19,18 @@ import type { ResourceConfig } from './config.js';
 import { removeStale, type Resource } from './resource.js';
 import { procText, resourceStatus } from './status.js';
 
+/** A small deterministic PRNG (xorshift32) for load generation: numbers in [0, 1). */
+function xorshift32(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 0x100000000;
+  };
+}
 export type ControlRequest = { cmd: string } & Record<string, unknown>;
 
 export const CONTROL_COMMANDS = [
@@ -261,15 +273,7 @@ async function load(r: Resource, req: ControlRequest, ack: (line: string) => voi
   const blocks = typeof req['blocks'] === 'number' ? req['blocks'] : 1024;
   const qd = typeof req['qd'] === 'number' ? req['qd'] : 8;
   const fua = req['fua'] !== false;
-  let seed = (typeof req['seed'] === 'number' ? req['seed'] : 1) >>> 0 || 1;
-  const rand = (): number => {
-    seed ^= seed << 13;
-    seed >>>= 0;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    seed >>>= 0;
-    return seed / 0x100000000;
-  };
+  const rand = xorshift32((typeof req['seed'] === 'number' ? req['seed'] : 1) >>> 0 || 1);
   const bs = new ReplicatedBackstore(r);
   const per = 4096 / bs.blockSize;
   let next = 1;
@@ -320,15 +324,7 @@ export async function benchLoad(r: Resource, req: ControlRequest): Promise<Bench
   const per = size / bs.blockSize;
   const slots = Math.floor(r.sizeBytes / size);
   const bufs = Array.from({ length: qd }, () => randomBytes(size));
-  let seed = 0x2545f491;
-  const rand = (): number => {
-    seed ^= seed << 13;
-    seed >>>= 0;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    seed >>>= 0;
-    return seed / 0x100000000;
-  };
+  const rand = xorshift32(0x2545f491);
   let next = 0;
   const lat: number[] = [];
   let recording = false;

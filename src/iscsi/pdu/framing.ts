@@ -49,8 +49,8 @@ export class FrameReader {
   readonly expect: 'initiator' | 'target' | 'any';
   #dead = false;
   #lastBhs: Buffer | undefined;
-  /** Pull-style results not yet taken by next(). */
-  #queue: DecodeResult<Pdu>[] = [];
+  /** Pull-style results not yet taken by next(), each with the BHS it came with. */
+  #queue: [DecodeResult<Pdu>, Buffer | undefined][] = [];
   #queueHead = 0;
 
   // The PDU being parsed.
@@ -89,7 +89,7 @@ export class FrameReader {
     this.feed(
       chunk,
       (r) => {
-        this.#queue.push(r);
+        this.#queue.push([r, r.ok ? this.#lastBhs : undefined]);
       },
       true,
     );
@@ -101,17 +101,14 @@ export class FrameReader {
    */
   next(): DecodeResult<Pdu> | undefined {
     if (this.#queueHead >= this.#queue.length) return undefined;
-    const r = this.#queue[this.#queueHead++]!;
+    const [r, bhs] = this.#queue[this.#queueHead++]!;
     if (this.#queueHead === this.#queue.length) {
       this.#queue = [];
       this.#queueHead = 0;
     }
-    this.#lastBhs = r.ok ? this.#bhsOf.get(r.pdu) : undefined;
+    this.#lastBhs = bhs;
     return r;
   }
-
-  /** BHS of each queued PDU (pull style sets lastBhs when the PDU is taken). */
-  readonly #bhsOf = new WeakMap<Pdu, Buffer>();
 
   /**
    * Parses `bytes` at once, calling `emit` for every PDU (or error) completed in them. The bytes
@@ -251,7 +248,6 @@ export class FrameReader {
     }
     const res = decodeBhs(header, data, this.expect);
     if (!res.ok) return res.fatal ? this.#fatal(res) : res;
-    this.#bhsOf.set(res.pdu, bhs);
     return res;
   }
 
