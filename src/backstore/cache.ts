@@ -11,19 +11,25 @@
  * A {@link CachedBackstore} wraps one LUN's backstore. Reads whose pages are all cached are copied
  * out of the arenas into a fresh buffer (never a view: the slot may be reused while the socket still
  * sends it); other reads go to the inner backstore and fill the cache with the pages they fully
- * cover. Writes, unmaps, WRITE SAMEs and resizes invalidate the pages they touch when they start;
- * a write that succeeded then stores the whole pages it wrote (write-through, as the page cache
- * keeps what was written: a block just written is read back from memory), unless another
- * mutation overlapped it.
+ * cover. Unmaps, WRITE SAMEs and resizes invalidate the pages they touch when they start. A write
+ * leaves them in place while it runs (a read concurrent with it may return the old data, as from
+ * the disk) and, once it succeeded, overwrites the whole pages it wrote in their slots
+ * (write-through, as the page cache keeps what was written: a block just written is read back from
+ * memory); a write that failed or that another mutation overlapped drops its pages when it ends,
+ * before it is acknowledged, and so does a write's partial first or last page. Overwriting in place
+ * instead of dropping at the start and inserting again at the end costs a 1 MiB write 256 lookups
+ * instead of 256 deletions and 256 insertions (sequential writes through a full cache went from
+ * about 870 to 500 µs of the target's CPU per MiB in the iSCSI bench).
  *
  * Concurrency: a read that overlapped (in time and in bytes) any mutation must not fill the cache,
  * since the data it got may be from before or after that mutation. Every read in flight is
  * registered with its byte range; a mutation starting marks the overlapping reads in flight
  * "tainted", and a read starting while an overlapping mutation is in flight is tainted at once.
  * A tainted read still returns its data (the caller ordered nothing between the two), it only
- * leaves the cache alone. Pages the mutation touches are dropped when it starts, and no untainted
- * read can put them back before it ends, so no stale page survives it. Two overlapping mutations
- * in flight taint each other: neither stores its data (which one the disk kept last is unknown).
+ * leaves the cache alone. Pages a mutation touches are dropped when it starts (a write: when it
+ * ends, unless it stores them), and no untainted read can put them back while it runs, so no stale
+ * page survives it. Two overlapping mutations in flight taint each other: neither stores its data
+ * (which one the disk kept last is unknown).
  */
 import { LRUCache } from 'lru-cache';
 import { AlignedPool } from '../native/aligned-pool.js';
@@ -471,18 +477,37 @@ export class CachedBackstore implements Backstore {
           op.tainted = true;
         }
       this.#mutations.add(op);
-      this.cache.invalidate(this.#lun, Math.floor(op.start / PAGE_SIZE), Math.ceil(op.end / PAGE_SIZE));
+      if (written === undefined) this.#drop(op.start, op.end);
     }
     try {
       await run();
+    } catch (e) {
+      // A failed write left the blocks indeterminate on disk: the cache must not keep the old data.
+      if (written !== undefined) this.#drop(op.start, op.end);
+      throw e;
     } finally {
       this.#mutations.delete(op);
     }
-    if (written === undefined || op.tainted || this.#closed) return;
-    // Write-through: the whole pages inside the written range (a partial page stays dropped).
+    if (written === undefined || op.end <= op.start) return;
+    if (op.tainted) {
+      this.#drop(op.start, op.end);
+      return;
+    }
+    if (this.#closed) return;
+    // Write-through: the whole pages inside the written range; a partial first or last page is dropped.
     const first = Math.ceil(op.start / PAGE_SIZE);
     const end = Math.min(Math.floor(op.end / PAGE_SIZE), Math.floor((this.blockCount * bs) / PAGE_SIZE));
-    if (end > first) this.cache.store(this.#lun, first, end - first, written, first * PAGE_SIZE - op.start);
+    if (end > first) {
+      this.#drop(op.start, first * PAGE_SIZE);
+      this.#drop(end * PAGE_SIZE, op.end);
+      this.cache.store(this.#lun, first, end - first, written, first * PAGE_SIZE - op.start);
+    } else this.#drop(op.start, op.end);
+  }
+
+  /** Drops the pages that bytes [start, end) touch (nothing once closed: the LUN number is free). */
+  #drop(start: number, end: number): void {
+    if (end > start && !this.#closed)
+      this.cache.invalidate(this.#lun, Math.floor(start / PAGE_SIZE), Math.ceil(end / PAGE_SIZE));
   }
 
   #overlapsMutation(start: number, end: number): boolean {

@@ -279,6 +279,53 @@ describe('CachedBackstore', () => {
     expect(probe.reads).toBe(reads + 1); // a lone write is read back from the cache
   });
 
+  it('a write overwrites cached pages in their slots: reads meanwhile get the old data from memory', async () => {
+    const { probe, cache, b } = setup();
+    const old = patternBytes(4 * 4096, 30);
+    await b.write(0, old); // pages 0..3 stored
+    const before = cache.stats();
+    probe.holdMutations = true;
+    const fresh = patternBytes(4 * 4096, 31);
+    const writing = b.write(0, fresh);
+    await settle();
+    const reads = probe.reads;
+    same(await b.read(0, 4), old); // concurrent with the write: the old data, from the cache
+    expect(probe.reads).toBe(reads);
+    probe.pendingMutations.shift()?.resolve();
+    await writing;
+    probe.holdMutations = false;
+    same(await b.read(0, 4), fresh); // acknowledged: the new data, from the cache
+    expect(probe.reads).toBe(reads);
+    const after = cache.stats();
+    expect(after.insertions).toBe(before.insertions); // same slots, nothing dropped or added
+    expect(after.invalidations).toBe(before.invalidations);
+  });
+
+  it('overlapping writes over cached pages: once the first is acknowledged no read sees what was before it', async () => {
+    const { probe, b } = setup();
+    const old = patternBytes(4 * 4096, 40);
+    await b.write(0, old);
+    probe.holdMutations = true;
+    const first = patternBytes(4 * 4096, 41);
+    const second = patternBytes(2 * 4096, 42);
+    const w1 = b.write(0, first);
+    await settle();
+    const w2 = b.write(2, second);
+    await settle();
+    probe.pendingMutations.shift()?.resolve();
+    await w1; // acknowledged while the second is still in flight
+    probe.holdMutations = false;
+    const mid = await b.read(0, 4);
+    same(mid.subarray(0, 2 * 4096), first.subarray(0, 2 * 4096)); // pages only the first wrote
+    // Pages both write: the first's data or the second's, never the old.
+    const overlap = mid.subarray(2 * 4096);
+    expect(overlap.equals(first.subarray(2 * 4096)) || overlap.equals(second)).toBe(true);
+    probe.pendingMutations.shift()?.resolve();
+    await w2;
+    same(await b.read(0, 4), await probe.mem.read(0, 4));
+    same(await b.read(0, 4), Buffer.concat([first.subarray(0, 2 * 4096), second]));
+  });
+
   it('a read that finishes while an overlapping unmap is in flight does not fill the cache', async () => {
     const { probe, b } = setup();
     await b.write(0, patternBytes(4 * 4096, 12));
