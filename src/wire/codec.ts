@@ -190,16 +190,23 @@ const EMPTY = Buffer.alloc(0);
 
 /**
  * Aligned payload buffers for frames that arrive spread over several socket chunks, reused once
- * the consumer hands them back (`give`). Without it every such payload (each 256 KiB resync
- * request, each 1 MiB write) was a fresh native allocation, and V8's external-memory GCs took a
- * quarter of the receiving node's main thread during a resync. Only buffers this pool handed out
- * and not yet got back are accepted; at most `maxBytes` are kept.
+ * the consumer hands them back (`give`). Without it every such payload (each resync request, each
+ * 1 MiB write) was a fresh native allocation, and V8's external-memory GCs took a quarter of the
+ * receiving node's main thread during a resync. Only buffers this pool handed out and not yet got
+ * back are accepted; at most `maxBytes` are kept. When a buffer comes back to a full pool, buffers
+ * of the size least recently taken make room for it: otherwise a burst of one size (thousands of
+ * 4 KiB writes under protocol A) filled the pool for good, and every later 1 MiB write or resync
+ * payload was a fresh allocation again (resync and sequential writes ran at ~half speed for the
+ * rest of the connection).
  */
 export class PayloadPool {
   readonly maxBytes: number;
   readonly #free = new Map<number, Buffer[]>();
   /** Lent and not given back (weak: a payload its consumer never returns is simply collected). */
   readonly #out = new WeakSet<Buffer>();
+  /** Size → when it was last taken (a counter), to evict the sizes no longer in use first. */
+  readonly #lastTake = new Map<number, number>();
+  #tick = 0;
   #freeBytes = 0;
 
   constructor(maxBytes = 32 * 1024 * 1024) {
@@ -211,6 +218,7 @@ export class PayloadPool {
   }
 
   take(n: number): Buffer {
+    this.#lastTake.set(n, ++this.#tick);
     const b = this.#free.get(n)?.pop() ?? null;
     if (b !== null) this.#freeBytes -= n;
     const out = b ?? allocAligned(n, { zero: false });
@@ -221,11 +229,34 @@ export class PayloadPool {
   /** Hands back a payload (ignored unless this pool lent it and has not got it back yet). */
   give(b: Buffer): void {
     if (!this.#out.delete(b)) return;
-    if (this.#freeBytes + b.length > this.maxBytes) return;
+    if (b.length > this.maxBytes) return;
+    while (this.#freeBytes + b.length > this.maxBytes) {
+      if (!this.#evictOther(b.length)) return; // full of this very size: keep those
+    }
     const list = this.#free.get(b.length);
     if (list === undefined) this.#free.set(b.length, [b]);
     else list.push(b);
     this.#freeBytes += b.length;
+  }
+
+  /** Drops one kept buffer of the least recently taken size other than `keep`; false: none. */
+  #evictOther(keep: number): boolean {
+    let victim = -1;
+    let oldest = Infinity;
+    for (const [size, list] of this.#free) {
+      if (size === keep || list.length === 0) continue;
+      const t = this.#lastTake.get(size) ?? 0;
+      if (t < oldest) {
+        oldest = t;
+        victim = size;
+      }
+    }
+    if (victim < 0) return false;
+    const list = this.#free.get(victim) as Buffer[];
+    list.pop();
+    if (list.length === 0) this.#free.delete(victim);
+    this.#freeBytes -= victim;
+    return true;
   }
 }
 

@@ -141,6 +141,25 @@ describe('PayloadPool', () => {
     expect(pool.take(16384)).toBe(c);
   });
 
+  it('makes room for a size in use by dropping buffers of the size least recently taken', () => {
+    const pool = new PayloadPool(4 * 4096);
+    const small = [pool.take(4096), pool.take(4096), pool.take(4096), pool.take(4096)];
+    for (const b of small) pool.give(b);
+    expect(pool.freeBytes).toBe(4 * 4096); // full of 4 KiB buffers (a burst of small writes)
+    const big = pool.take(8192);
+    pool.give(big); // two 4 KiB buffers make room
+    expect(pool.freeBytes).toBe(4 * 4096);
+    expect(pool.take(8192)).toBe(big);
+    expect(pool.take(4096)).toBe(small[1]);
+    expect(pool.take(4096)).toBe(small[0]);
+    expect(pool.freeBytes).toBe(0);
+    // A full pool of the returning size itself: the returning buffer is dropped instead.
+    const same = [pool.take(8192), pool.take(8192), pool.take(8192)];
+    for (const b of same) pool.give(b);
+    expect(pool.freeBytes).toBe(2 * 8192);
+    expect(pool.take(8192)).toBe(same[1]);
+  });
+
   it('FrameReader: a payload assembled from several chunks comes from the pool and is reused after recycle()', () => {
     const data = Buffer.alloc(65536, 0x5a);
     const frame = encodeFrameBuffer(
