@@ -98,7 +98,7 @@ export const DEFAULT_DISK: DiskConfig = {
   resyncRateKiB: 0,
   alExtents: 127,
   direct: false,
-  resyncChunk: 256 * 1024,
+  resyncChunk: 1024 * 1024,
 };
 
 export class ConfigError extends Error {

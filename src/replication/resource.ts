@@ -60,6 +60,54 @@ const SyncStartKind = {
 const BITMAP_CHUNK = 1024 * 1024;
 /** Resync / verify requests in flight per peer (32 × 256 KiB: 8 MiB; 8 capped resync at ~300 MiB/s here). */
 const RESYNC_WINDOW = 32;
+/**
+ * …and at most this many resync bytes in flight: 16 requests of 1 MiB (the default chunk), still
+ * 32 of 256 KiB, while the short runs of a sparse bitmap keep the full count. More bytes in flight
+ * only lengthen the queues (the peer's write queue, the socket buffers), not the throughput.
+ */
+const RESYNC_WINDOW_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Requests in flight, bounded by count and by bytes (one request always fits). One waiter at a
+ * time (the resync loop); `settled()` wakes it whenever a request completes.
+ */
+class InflightWindow {
+  count = 0;
+  bytes = 0;
+  #wake: (() => void) | null = null;
+  readonly #maxCount: number;
+  readonly #maxBytes: number;
+
+  constructor(maxCount: number, maxBytes: number) {
+    this.#maxCount = maxCount;
+    this.#maxBytes = maxBytes;
+  }
+
+  fits(bytes: number): boolean {
+    return this.count === 0 || (this.count < this.#maxCount && this.bytes + bytes <= this.#maxBytes);
+  }
+
+  /** Resolves at the next completion (at once when nothing is in flight). */
+  next(): Promise<void> {
+    if (this.count === 0) return Promise.resolve();
+    return new Promise((r) => {
+      this.#wake = r;
+    });
+  }
+
+  add(bytes: number): void {
+    this.count++;
+    this.bytes += bytes;
+  }
+
+  settled(bytes: number): void {
+    this.count--;
+    this.bytes -= bytes;
+    const w = this.#wake;
+    this.#wake = null;
+    w?.();
+  }
+}
 
 export class ReplicationError extends Error {
   override readonly name = 'ReplicationError';
@@ -1191,7 +1239,9 @@ export class Resource extends EventEmitter<ResourceEvents> {
     const bm = md.bitmaps[p.id] as Bitmap;
     const blockBytes = bm.blockBytes;
     const maxBits = Math.max(1, Math.floor(this.cfg.disk.resyncChunk / blockBytes));
-    const inflight = new Set<Promise<void>>();
+    // Requests run concurrently (read under the lock, RS_DATA, RS_ACK); the loop only waits for
+    // room in the window, woken by each completion (no Promise.race over every request).
+    const win = new InflightWindow(RESYNC_WINDOW, RESYNC_WINDOW_BYTES);
     let cursor = 0;
     let issued = 0;
     try {
@@ -1203,8 +1253,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
         }
         let bit = bm.nextSet(cursor);
         if (bit < 0) {
-          if (inflight.size > 0) {
-            await Promise.race(inflight);
+          if (win.count > 0) {
+            await win.next();
             continue;
           }
           bit = bm.nextSet(0);
@@ -1214,27 +1264,28 @@ export class Resource extends EventEmitter<ResourceEvents> {
         const offset = bit * blockBytes;
         const length = Math.min(run * blockBytes, this.cfg.sizeBytes - offset);
         cursor = bit + run;
-        await this.#rateLimit(s, issued + length);
-        while (inflight.size >= RESYNC_WINDOW) await Promise.race(inflight);
+        if (this.cfg.disk.resyncRateKiB > 0) await this.#rateLimit(s, issued + length);
+        while (!win.fits(length)) await win.next();
         if (s.stopped || p.sync !== s) return;
         if (s.pausedByUser || s.pausedByPeer) {
           cursor = bit; // paused while waiting: this range is sent after the resume
           continue;
         }
         issued += length;
-        const task = this.#resyncRange(p, s, bm, offset, length).catch((e: Error) => {
-          this.log.warn({ peer: p.id, err: e.message }, 'resync request failed');
-          // A local read error: restart through a reconnect rather than stall in SyncSource.
-          if (!s.stopped && p.sync === s) {
-            s.stopped = true;
-            p.lastError = `resync failed: ${e.message}`;
-            this.#dropPeer(p, 'NetworkFailure');
-          }
-        });
-        inflight.add(task);
-        void task.finally(() => inflight.delete(task));
+        win.add(length);
+        void this.#resyncRange(p, s, bm, offset, length)
+          .catch((e: Error) => {
+            this.log.warn({ peer: p.id, err: e.message }, 'resync request failed');
+            // A local read error: restart through a reconnect rather than stall in SyncSource.
+            if (!s.stopped && p.sync === s) {
+              s.stopped = true;
+              p.lastError = `resync failed: ${e.message}`;
+              this.#dropPeer(p, 'NetworkFailure');
+            }
+          })
+          .finally(() => win.settled(length));
       }
-      await Promise.all(inflight);
+      while (win.count > 0) await win.next();
       if (s.stopped || p.sync !== s || p.conn === null) return;
       this.#finishSyncSource(p, s);
     } catch (e) {
