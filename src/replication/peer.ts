@@ -76,6 +76,9 @@ export class Peer {
   seqOut = 0;
   seqIn = 0;
   readonly pending = new Map<number, Pending>();
+  /** Bytes and count of replicated writes sent and not yet answered (WRITE_ACK / NEG_ACK). */
+  unackedWriteBytes = 0;
+  unackedWrites = 0;
   /** Writes received and not yet acknowledged. */
   ua = 0;
   /** Data bytes sent / received (replicated writes and resync data). */

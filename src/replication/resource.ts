@@ -66,6 +66,15 @@ const RESYNC_WINDOW = 32;
  * only lengthen the queues (the peer's write queue, the socket buffers), not the throughput.
  */
 const RESYNC_WINDOW_BYTES = 16 * 1024 * 1024;
+/**
+ * Protocol A completes a write once its data is in the socket's send buffer, so nothing but the
+ * socket buffers (4 MiB send + up to 32 MiB autotuned receive on loopback) held back a Primary
+ * whose peer fell behind: tens of MiB of writes piled up in the peer's queue. Beyond these
+ * bounds of writes sent and not yet acknowledged, a protocol A write completes on its WRITE_ACK
+ * (like C) — the Primary is paced by the peer, as DRBD's max-buffers (2048 × 4 KiB) does.
+ */
+const PROTO_A_MAX_UNACKED_BYTES = 8 * 1024 * 1024;
+const PROTO_A_MAX_UNACKED = 2048;
 
 /**
  * Requests in flight, bounded by count and by bytes (one request always fits). One waiter at a
@@ -869,6 +878,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
     this.#stopTimers(p);
     if (reason !== null && p.lastError === '') p.lastError = reason.message;
     // Everything the peer did not acknowledge is out of sync now.
+    p.unackedWriteBytes = 0;
+    p.unackedWrites = 0;
     for (const [id, req] of p.pending) {
       p.pending.delete(id);
       if (req.kind === 'write') {
@@ -1551,6 +1562,10 @@ export class Resource extends EventEmitter<ResourceEvents> {
     if (fua) flags |= DataFlags.FUA;
     if (proto === 'B') flags |= DataFlags.WANT_RECV_ACK;
     if (data === null) flags |= DataFlags.ZEROES;
+    // Protocol A over its bound of unacknowledged writes waits for the WRITE_ACK like C.
+    const paced =
+      proto === 'A' &&
+      (p.unackedWriteBytes >= PROTO_A_MAX_UNACKED_BYTES || p.unackedWrites >= PROTO_A_MAX_UNACKED);
     return new Promise<void>((resolve) => {
       const req: PendingWrite = {
         kind: 'write',
@@ -1558,16 +1573,18 @@ export class Resource extends EventEmitter<ResourceEvents> {
         length,
         sentAt: Date.now(),
         onRecv: proto === 'B' ? resolve : null,
-        onWritten: proto === 'C' ? resolve : null,
+        onWritten: proto === 'C' || paced ? resolve : null,
       };
       p.pending.set(id, req);
+      p.unackedWriteBytes += length;
+      p.unackedWrites++;
       p.sentBytes += length;
       // Protocol A completes once the data is in the local TCP send buffer (handed to the kernel):
       // the caller may reuse its buffer from then on.
       conn.send(
         { type: PacketType.DATA, id, seq, offset, length, flags },
         data ?? undefined,
-        proto === 'A' ? () => resolve() : undefined,
+        proto === 'A' && !paced ? () => resolve() : undefined,
       );
     });
   }
@@ -1607,6 +1624,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
         const req = p.pending.get(pk.id);
         if (req?.kind !== 'write') return;
         p.pending.delete(pk.id);
+        p.unackedWriteBytes -= req.length;
+        p.unackedWrites--;
         if (pk.type === PacketType.NEG_ACK) this.#markOutOfSync(p, req.offset, req.length);
         req.onRecv?.();
         req.onWritten?.();

@@ -100,6 +100,49 @@ describe('peer timeouts', () => {
   });
 });
 
+describe('protocol A bound', () => {
+  it('once 8 MiB are unacknowledged, a protocol A write waits for its WRITE_ACK', async () => {
+    const cfg = clusterConfig(scope.sub(), {
+      basePort: 7880,
+      size: 32 * MiB,
+      net: { protocol: 'A', timeoutMs: 10_000, koCount: 7, pingIntMs: 10_000, pingTimeoutMs: 5000 },
+    });
+    const stores = new Map<number, StallingStore>();
+    const open = async (node: { id: number }): Promise<Backstore> => {
+      const s = new StallingStore({ blockSize: 4096, blockCount: (32 * MiB) / 4096 });
+      stores.set(node.id, s);
+      return s;
+    };
+    scope.running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }));
+    const [a, b] = scope.running as [Resource, Resource];
+    await a.up();
+    await b.up();
+    await a.waitConnect(5000);
+    await a.newCurrentUuidClearBitmap();
+    await a.primary();
+    await b.waitSync(5000);
+    const bs = backstoreOf(a);
+    stores.get(1)!.stalled = true; // the peer receives everything but completes no write
+    // 8 writes of 1 MiB complete as soon as they are in the socket buffer (protocol A)…
+    for (let i = 0; i < 8; i++) await bs.write(i * 256, Buffer.alloc(MiB, i + 1));
+    expect(a.peers.get(1)?.unackedWriteBytes).toBe(8 * MiB);
+    // …the ninth waits for the peer.
+    let done = false;
+    const ninth = bs.write(8 * 256, Buffer.alloc(MiB, 9)).then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 400));
+    const waited = !done;
+    stores.get(1)!.unstall(); // before the assertion: a failed test must not leave the peer stalled
+    expect(waited).toBe(true);
+    await ninth;
+    expect(a.peers.get(1)?.cs).toBe('Connected');
+    await bs.flush();
+    expect(a.peers.get(1)?.unackedWriteBytes).toBe(0);
+    expect(await a.verify()).toBe(0);
+  });
+});
+
 describe('write path mechanics', () => {
   it('DATA frames are handed to the kernel before the local write is submitted', async () => {
     const cfg = clusterConfig(scope.sub(), { basePort: 7874, size: 8 * MiB });
