@@ -11,6 +11,7 @@ import { totalmem } from 'node:os';
 import { dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { loadResourceConfig, parseResourceConfig, type ResourceConfig } from '../replication/config.js';
+import { MAX_WINDOW_US } from '../net/busy-poll.js';
 import { type Document, isMap, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 
 export interface PortalSpec {
@@ -107,6 +108,11 @@ export interface LunarConfig {
   readonly portals: readonly PortalSpec[];
   /** Read block cache; filled in by parseConfig (default {@link defaultCacheSize}). */
   readonly cache?: CacheSpec;
+  /**
+   * Busy polling after iSCSI I/O, in µs (src/net/busy-poll.ts); 0 = off. Filled in by parseConfig
+   * (default {@link DEFAULT_BUSY_POLL_US}).
+   */
+  readonly busyPoll?: number;
   /** Replicated resources (DRBD-like) this daemon runs; LUNs use them with `backstore: replicated`. */
   readonly resources?: readonly ResourceRef[];
   readonly targets: readonly TargetSpec[];
@@ -116,6 +122,9 @@ export interface LunarConfig {
 }
 
 export const DEFAULT_PORT = 3260;
+
+/** Default busy-poll window (µs): covers a QD1 initiator's turnaround on loopback and a disk read. */
+export const DEFAULT_BUSY_POLL_US = 100;
 
 /** Block cache page size: sizes are rounded down to it. */
 export const CACHE_PAGE = 4096;
@@ -178,6 +187,7 @@ export const CONFIG_SCHEMA = {
       },
     },
     accounts: { type: 'array', items: chapUser },
+    busyPoll: { type: 'integer', minimum: 0, maximum: MAX_WINDOW_US },
     cache: {
       type: 'object',
       additionalProperties: false,
@@ -528,6 +538,7 @@ interface RawTarget {
   luns: RawLun[];
 }
 interface RawConfig {
+  busyPoll?: number;
   cache?: { size?: number | string };
   resources?: (Record<string, unknown> & { file?: string; node?: number })[];
   accounts?: ChapUser[];
@@ -772,6 +783,7 @@ function normalise(
   return {
     portals,
     cache: { size: cacheSize },
+    busyPoll: raw.busyPoll ?? DEFAULT_BUSY_POLL_US,
     ...(resources.length > 0 ? { resources } : {}),
     targets,
     ...(raw.discovery?.chap ? { discovery: { chap: { users: raw.discovery.chap.users } } } : {}),

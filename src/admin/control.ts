@@ -8,6 +8,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { type Document, isMap, isSeq } from 'yaml';
 import { CachedBackstore, type CachedBackstoreStats } from '../backstore/index.js';
+import { busyPoll } from '../net/busy-poll.js';
 import type { Logger } from '../util/log.js';
 import {
   type ChapUser,
@@ -368,6 +369,8 @@ export class Controller {
       sessions: this.sessions().length,
       // Read block cache: budget, use and hit counters (null when `cache: { size: 0 }`).
       cache: this.#runtime.cache?.stats() ?? null,
+      // Busy polling after I/O: window, windows opened, hits/misses, whether it is polling now.
+      busyPoll: busyPoll.stats(),
     };
   }
 

@@ -13,8 +13,10 @@ import { FileAtomicJournal } from '../scsi/atomic.js';
 import { FilePrStore } from '../scsi/pr-store.js';
 import { ReplicatedBackstore } from '../replication/backstore.js';
 import type { Logger } from '../util/log.js';
+import { busyPoll } from '../net/busy-poll.js';
 import {
   availableMemory,
+  DEFAULT_BUSY_POLL_US,
   defaultCacheSize,
   formatSize,
   type LunarConfig,
@@ -241,6 +243,7 @@ export async function startRuntime(
   // One block cache for the whole process (a global budget, as the kernel's page cache).
   const cacheSize = config.cache?.size ?? defaultCacheSize();
   const pageCache = cacheSize > 0 ? new PageCache({ bytes: cacheSize }) : undefined;
+  busyPoll.windowUs = config.busyPoll ?? DEFAULT_BUSY_POLL_US;
   const resources = await openResources(config, dataDir, log, ropts.nodeId);
   const closeAll = async () => {
     await Promise.allSettled([...opened.values()].map((b) => b.close()));
@@ -318,6 +321,11 @@ export async function startRuntime(
       ? `block cache: ${formatSize(pageCache.capacityBytes)} for ${cachedLuns} LUN(s), allocated as it fills`
       : 'block cache: off',
   );
+  log.info(
+    busyPoll.windowUs > 0
+      ? `busy poll: ${busyPoll.windowUs} µs after I/O, while it catches work (busyPoll: 0 turns it off)`
+      : 'busy poll: off',
+  );
   for (const [name, bs] of opened) {
     if (bs.kind === 'file' && !bs.capabilities.directIo) {
       log.warn(`${name}: ${bs.description}: the filesystem refused O_DIRECT; using buffered I/O`);
@@ -347,6 +355,11 @@ export async function startRuntime(
       }
     },
     async reconcile(from, to, opts = {}) {
+      const pollOf = (c: LunarConfig) => c.busyPoll ?? DEFAULT_BUSY_POLL_US;
+      if (pollOf(from) !== pollOf(to)) {
+        busyPoll.windowUs = pollOf(to);
+        log.info(`busy poll: ${pollOf(to) > 0 ? `${pollOf(to)} µs after I/O` : 'off'}`);
+      }
       const sizeOf = (c: LunarConfig) => c.cache?.size ?? defaultCacheSize();
       if (sizeOf(from) !== sizeOf(to))
         log.warn(

@@ -10,6 +10,7 @@ import { LoginStatus } from './pdu/constants.js';
 import { FrameReader } from './pdu/framing.js';
 import type { InitiatorPdu, LoginRequest, TargetPdu } from './pdu/types.js';
 import { type LoginContext, LoginMachine, type LoginResult } from './session/login.js';
+import { busyPoll } from '../net/busy-poll.js';
 import type { StaticReads } from '../net/static-reads.js';
 import type { DecodeResult, Pdu } from './pdu/types.js';
 import type { IscsiSession, PduSink } from './session/session.js';
@@ -116,6 +117,7 @@ export class IscsiConnection implements PduSink {
   #onBytes(bytes: Buffer, stable: boolean): boolean {
     if (this.#closed || this.#closing) return false;
     try {
+      busyPoll.arm(this.#session?.activeTasks);
       this.#reader.feed(bytes, (r) => this.#handle(r), stable);
     } catch (e) {
       this.close(`internal error: ${(e as Error).message}`);
@@ -251,6 +253,7 @@ export class IscsiConnection implements PduSink {
     }
     if (TRACE) console.error(`[iscsi ${this.address}] -> ${summary(pdu)}`);
     const bufs = encodePdu(pdu, this.#digests);
+    busyPoll.arm(this.#session?.activeTasks);
     if (!this.#corked) {
       this.#corked = true;
       this.socket.cork();

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   availableMemory,
   ConfigError,
+  DEFAULT_BUSY_POLL_US,
   defaultCacheSize,
   defaultConfigText,
   ensureLunIds,
@@ -196,6 +197,10 @@ describe('parseConfig', () => {
       /LUN 0 is defined twice/,
     ],
     ['cache size garbage', 'cache: { size: lots }\n', /c\.yaml:1: cache\.size: must match pattern/],
+    ['busy poll negative', 'busyPoll: -5\n', /c\.yaml:1: busyPoll: must be >= 0/],
+    ['busy poll too long', 'busyPoll: 5000\n', /c\.yaml:1: busyPoll: must be <= 1000/],
+    ['busy poll fraction', 'busyPoll: 2.5\n', /c\.yaml:1: busyPoll: must be integer/],
+    ['busy poll text', 'busyPoll: fast\n', /c\.yaml:1: busyPoll: must be integer/],
     [
       'cache size below a page',
       'cache:\n  size: 100\n',
@@ -272,6 +277,9 @@ describe('block cache settings', () => {
   it('is on by default: cached are the O_DIRECT file LUNs, unless a LUN says otherwise', () => {
     const { config } = parseConfig(luns, 'c.yaml');
     expect(config.cache).toEqual({ size: defaultCacheSize() });
+    expect(config.busyPoll).toBe(DEFAULT_BUSY_POLL_US);
+    expect(parseConfig(`busyPoll: 0\n${luns}`, 'c.yaml').config.busyPoll).toBe(0);
+    expect(parseConfig(`busyPoll: 250\n${luns}`, 'c.yaml').config.busyPoll).toBe(250);
     expect(cached(luns)).toEqual([true, false, false, false, true, false]);
     // The config lunar serve writes on first start gets the cache.
     const { config: dflt } = parseConfig(
