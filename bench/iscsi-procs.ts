@@ -173,6 +173,8 @@ export interface LunarOptions {
   ports: readonly number[];
   luns: readonly LunarLun[];
   params?: Record<string, string | number>;
+  /** `busyPoll:` µs (docs/config.md); default: lunar's default. */
+  busyPoll?: number;
   /** Replace `node dist/src/cli/lunar.js` (argv words; config/data flags are appended). */
   cmd?: readonly string[];
   logLevel?: string;
@@ -181,9 +183,12 @@ export interface LunarOptions {
   nodeArgs?: readonly string[];
 }
 
-export function lunarConfigYaml(o: Pick<LunarOptions, 'iqn' | 'ports' | 'luns' | 'params'>): string {
+export function lunarConfigYaml(
+  o: Pick<LunarOptions, 'iqn' | 'ports' | 'luns' | 'params' | 'busyPoll'>,
+): string {
   const lines: string[] = ['portals:'];
   for (const p of o.ports) lines.push(`  - listen: ${HOST}:${p}`, '    group: 1');
+  if (o.busyPoll !== undefined) lines.push(`busyPoll: ${o.busyPoll}`);
   lines.push('targets:', `  - name: ${o.iqn}`, '    acl:', '      initiators: ALL', '      addresses: ALL');
   if (o.params && Object.keys(o.params).length) {
     lines.push('    params:');

@@ -3,7 +3,7 @@
  *
  *   node dist/bench/iscsi.js [--seconds 5] [--repeat 3] [--size 1G] [--dir DIR] [--json out.json]
  *                            [--pairings direct,default] [--metrics rr4k,rw4k,sr1m,sw1m,lat4k,rr4k-perf]
- *                            [--port 3350] [--lunar-cmd tgtd|"CMD ARGS"]
+ *                            [--port 3350] [--busy-poll US] [--lunar-cmd tgtd|"CMD ARGS"]
  *
  * One backing file (written out in full, on a real disk) is served by a private tgtd and by
  * lunar, one after the other, never both at once. Each repetition starts each target afresh
@@ -197,6 +197,7 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
       pairings: { type: 'string', default: 'direct,default' },
       metrics: { type: 'string', default: METRICS.map((m) => m.id).join(',') },
       port: { type: 'string', default: '3350' },
+      'busy-poll': { type: 'string' },
       'lunar-cmd': { type: 'string' },
       'keep-file': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -206,6 +207,7 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
     process.stdout.write(
       'usage: iscsi bench [--seconds 5] [--repeat 3] [--size 1G] [--dir DIR] [--json out.json]\n' +
         '  [--pairings direct,default] [--metrics rr4k,rw4k,sr1m,sw1m,lat4k,rr4k-perf] [--port 3350]\n' +
+        "  [--busy-poll US (lunar's busyPoll; default: its default)]\n" +
         '  [--lunar-cmd tgtd|"CMD ARGS"]  (env LUNAR_BENCH_LUNAR_CMD: same; "tgtd" puts tgtd in both slots)\n',
     );
     return;
@@ -224,6 +226,9 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
   });
   const lunarCmd = o['lunar-cmd'] ?? process.env['LUNAR_BENCH_LUNAR_CMD'];
   const lunarIsTgtd = lunarCmd === 'tgtd';
+  const busyPoll = o['busy-poll'] === undefined ? undefined : Number(o['busy-poll']);
+  if (busyPoll !== undefined && !(Number.isInteger(busyPoll) && busyPoll >= 0))
+    throw new Error(`--busy-poll ${o['busy-poll']}: not a whole number of µs`);
 
   const dir = resolve(o.dir ?? mkdtempSync(join(tmpdir(), 'lunar-bench-')));
   const fsType = statfsSync(dir).type;
@@ -300,6 +305,7 @@ export async function runIscsiBench(argv: string[]): Promise<void> {
                   ...(direct ? { direct: true, cache: false } : {}),
                 },
               ],
+              ...(busyPoll !== undefined ? { busyPoll } : {}),
               ...(lunarCmd && !lunarIsTgtd ? { cmd: lunarCmd.split(/\s+/).filter(Boolean) } : {}),
             });
           }
