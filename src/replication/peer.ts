@@ -70,6 +70,8 @@ export class Peer {
   discardMyData = false;
   /** Decision taken for the current connection (writes flow only after it). */
   established = false;
+  /** `weakNodes` in the last PARAMS sent to this peer (a Primary re-sends when it changes). */
+  weakSent = 0;
   bitmapSent = false;
   bitmapReceived = false;
   nextId = 1;

@@ -941,6 +941,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
 
   #params(p: Peer, kind: number): ParamsMsg {
     const md = this.md;
+    p.weakSent = this.#weakNodes();
     return {
       currentUuid: md === null ? uuidHex(0n) : md.sb.current,
       bitmapUuid: md === null ? uuidHex(0n) : (md.sb.bitmapUuids[String(p.id)] ?? uuidHex(0n)),
@@ -956,7 +957,15 @@ export class Resource extends EventEmitter<ResourceEvents> {
       flags: kind,
       hasQuorum: this.#hasQuorum(),
       primarySeen: this.#primarySeen(),
+      weakNodes: p.weakSent,
     };
+  }
+
+  /** Diskful peers this node's writes do not reach (bit = node id). */
+  #weakNodes(): number {
+    let m = 0;
+    for (const q of this.peers.values()) if (q.diskful && !this.#sendsWrites(q)) m |= 1 << q.id;
+    return m;
   }
 
   /** Whether a node other than `p` (and this one) is known to be Primary. */
@@ -1042,14 +1051,21 @@ export class Resource extends EventEmitter<ResourceEvents> {
     this.#changed();
   }
 
-  /** An Established secondary follows the Primary's new data generation. */
+  /**
+   * An Established secondary follows the Primary's new data generation. Peers left in the old one
+   * get it as their bitmap UUID: those not connected here, and those the Primary's writes do not
+   * reach (`weakNodes`) even while this node is still connected to them. This node may notice a
+   * partition up to a ping timeout after the Primary does, or never when only the link between
+   * the Primary and that peer is down; without the bitmap UUID the two had no common generation
+   * at their next handshake and refused each other for good ("unrelated data").
+   */
   #adoptFromPrimary(p: Peer, msg: ParamsMsg): void {
     if (this.md === null || p.role !== 'Primary' || p.rs !== 'Established' || p.sync !== null) return;
     if (this.disk !== 'UpToDate') return;
     const md = this.md;
     if (sameUuid(msg.currentUuid, md.sb.current)) return;
     for (const q of this.peers.values()) {
-      if (q === p || !q.diskful || q.established) continue;
+      if (q === p || !q.diskful || (q.established && (msg.weakNodes & (1 << q.id)) === 0)) continue;
       const k = String(q.id);
       if (parseUuid(md.sb.bitmapUuids[k] ?? '0') === 0n) md.sb.bitmapUuids[k] = md.sb.current;
     }
@@ -1723,11 +1739,16 @@ export class Resource extends EventEmitter<ResourceEvents> {
     }
   }
 
-  /** Other diskful peers that will not see this replicated write get it marked out of sync. */
+  /**
+   * Other diskful peers that will not see this replicated write get it marked out of sync: those
+   * not connected here, and those the Primary's writes do not reach (its `weakNodes`).
+   */
   #markForOthers(from: Peer, offset: number, length: number): void {
+    const weak = from.role === 'Primary' ? (from.params?.weakNodes ?? 0) : 0;
     for (const q of this.peers.values()) {
       if (q === from || !q.diskful) continue;
-      if (!(q.established && q.conn !== null)) this.#markOutOfSync(q, offset, length);
+      if (!(q.established && q.conn !== null) || (weak & (1 << q.id)) !== 0)
+        this.#markOutOfSync(q, offset, length);
     }
   }
 
@@ -1981,6 +2002,12 @@ export class Resource extends EventEmitter<ResourceEvents> {
   }
 
   #changed(): void {
+    // A Primary's peers learn at once which nodes its writes stop (or start) reaching.
+    if (this.role === 'Primary') {
+      const weak = this.#weakNodes();
+      for (const p of this.peers.values())
+        if (p.established && p.weakSent !== weak) this.#sendParams(p, ParamsKind.INFO);
+    }
     for (const [k, line] of this.stateLines()) {
       if (this.#lastLines.get(k) === line) continue;
       this.#lastLines.set(k, line);

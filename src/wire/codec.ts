@@ -84,6 +84,8 @@ export interface ParamsMsg {
   flags: number;
   hasQuorum: boolean;
   primarySeen: number;
+  /** Diskful peers the sender's writes do not reach (bit = node id); 0 from older senders. */
+  weakNodes: number;
 }
 
 /** A decoded header. Scalars absent on the wire read as 0 / '' (proto3 defaults). */

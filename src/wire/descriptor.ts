@@ -103,6 +103,10 @@ export const REPL_DESCRIPTOR = {
                   type: 'uint32',
                   id: 14,
                 },
+                weakNodes: {
+                  type: 'uint32',
+                  id: 15,
+                },
               },
             },
             Packet: {

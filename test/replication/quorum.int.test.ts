@@ -121,3 +121,51 @@ describe('3 diskful nodes', () => {
     expect(new Set(h).size).toBe(1);
   });
 });
+
+describe('3 diskful nodes, the Primary loses a node first', () => {
+  // The Primary starts a new data generation when it loses node 2 and tells node 1, which may
+  // still have its own connection to node 2 (it notices the loss up to a ping timeout later, or
+  // not at all when only the link between 0 and 2 is down). Node 1 must record the old
+  // generation as its bitmap UUID towards node 2; without it node 1 and node 2 had no common
+  // generation and refused each other for good ("unrelated data") once their link was renewed.
+  it('the other Secondary keeps a common generation with the lost node; all three reconnect', async () => {
+    const dir = `${t.dir}/c${n++}`;
+    mkdirSync(dir);
+    const cfg = clusterConfig(dir, {
+      nodes: 3,
+      basePort: 7855,
+      size: 8 * MiB,
+      extra: { quorum: 'majority' },
+    });
+    running = await startCluster(cfg);
+    const [a, b, c] = running as [Resource, Resource, Resource];
+    for (const r of running) await r.waitConnect(5000);
+    await a.primary(true);
+    for (const r of running) await r.waitSync(20000);
+    // Only the link 0–2 goes down: b adopts a's new generation while still connected to c.
+    a.disconnect(2);
+    await settle();
+    expect(resourceStatus(b).peers.find((p) => p.nodeId === 2)?.connection).toBe('Connected');
+    const bs = backstoreOf(a);
+    const chunk = Buffer.alloc(64 * 1024, 0x3c);
+    for (let off = 0; off < MiB; off += chunk.length) await bs.write(off / bs.blockSize, chunk);
+    // b tracked the writes c missed although its own link to c stayed up.
+    expect(resourceStatus(b).peers.find((p) => p.nodeId === 2)?.outOfSyncKiB).toBe(1024);
+    // The link 1–2 is renewed: b and c still have a common generation, and c gets the missed writes.
+    b.disconnect(2);
+    await settle();
+    b.connect({ peer: 2 });
+    c.connect({ peer: 1 });
+    await c.waitSync(5000, 1);
+    expect(resourceStatus(c).peers.find((p) => p.nodeId === 1)?.lastSync?.dataBytes).toBe(MiB);
+    a.connect({ peer: 2 });
+    c.connect({ peer: 0 });
+    for (const r of running) await r.waitConnect(5000);
+    for (const r of running) await r.waitSync(20000);
+    expect(await a.verify()).toBe(0);
+    await stopAll(running);
+    running = [];
+    const { sha256File } = await import('./helpers.js');
+    expect(new Set(cfg.nodes.map((nd) => sha256File(nd.disk))).size).toBe(1);
+  });
+});

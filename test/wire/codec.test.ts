@@ -60,12 +60,14 @@ describe('codec', () => {
       flags: 0,
       hasQuorum: true,
       primarySeen: 5,
+      weakNodes: 4,
     };
     const p = decodeHeader(encodeHeader({ type: PacketType.PARAMS, params }));
     expect(p.params?.currentUuid).toBe(params.currentUuid);
     expect(p.params?.history).toEqual(params.history);
     expect(p.params?.dirtyBits).toBe(12345);
     expect(p.params?.discardMyData).toBe(true);
+    expect(p.params?.weakNodes).toBe(4);
   });
 
   it('rejects unknown packet types and garbage', () => {
