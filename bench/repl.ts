@@ -222,7 +222,6 @@ async function fullResync(
   return { mibps: ls === null ? 0 : ls.totalKiB / 1024 / Math.max(0.001, ls.elapsedSec), ls };
 }
 
-/** --resync-only: N full resyncs (no write benchmarks), a verify, and fio's rate. */
 /** CPU time (user + system, every thread incl. io_uring workers) of a process so far, in ms. */
 function cpuMs(pid: number | undefined): number {
   if (pid === undefined) return 0;
@@ -235,6 +234,7 @@ function cpuMs(pid: number | undefined): number {
   }
 }
 
+/** --resync-only: N full resyncs (no write benchmarks), a verify, and fio's rate. */
 async function resyncOnly(
   ctx: Ctx,
   pids: readonly (number | undefined)[],
