@@ -456,8 +456,8 @@ export class CachedBackstore implements Backstore {
    * Runs a mutation of blocks [lba, lba + blocks): taints overlapping reads in flight, drops the
    * pages it touches, and keeps its range registered until it settles (so reads starting meanwhile
    * do not fill the cache). Invalid arguments go to the inner store untouched (it rejects them).
+   * `written`: the data of a write, stored (whole pages) once the write succeeded untainted.
    */
-  /** `written`: the data of a write, stored (whole pages) once the write succeeded untainted. */
   async #mutate(
     lba: number,
     blocks: number,
@@ -489,11 +489,10 @@ export class CachedBackstore implements Backstore {
       this.#mutations.delete(op);
     }
     if (written === undefined || op.end <= op.start) return;
-    if (op.tainted) {
+    if (op.tainted || this.#closed) {
       this.#drop(op.start, op.end);
       return;
     }
-    if (this.#closed) return;
     // Write-through: the whole pages inside the written range; a partial first or last page is dropped.
     const first = Math.ceil(op.start / PAGE_SIZE);
     const end = Math.min(Math.floor(op.end / PAGE_SIZE), Math.floor((this.blockCount * bs) / PAGE_SIZE));

@@ -357,23 +357,29 @@ export function lunCommands(t: ConfTarget, tid: number, lun: number, l: ConfLun)
 }
 
 /** The tgtadm requests that create a whole target. */
+/** The tgtadm line that binds a CHAP account to a target or unbinds it (incoming, or outgoing). */
+function accountBinding(op: 'bind' | 'unbind', tid: string, user: string, outgoing: boolean): Argv {
+  const T = ['--lld', 'iscsi'];
+  return [
+    ...T,
+    '--op',
+    op,
+    '--mode',
+    'account',
+    '--tid',
+    tid,
+    '--user',
+    user,
+    ...(outgoing ? ['--outgoing'] : []),
+  ];
+}
+
 /** tgtadm lines that create a CHAP account and bind it to a target (incoming, or outgoing). */
 function accountCommands(a: { user: string; password: string }, tid: string, outgoing: boolean): Argv[] {
   const T = ['--lld', 'iscsi'];
   return [
     [...T, '--op', 'new', '--mode', 'account', '--user', a.user, '--password', a.password],
-    [
-      ...T,
-      '--op',
-      'bind',
-      '--mode',
-      'account',
-      '--tid',
-      tid,
-      '--user',
-      a.user,
-      ...(outgoing ? ['--outgoing'] : []),
-    ],
+    accountBinding('bind', tid, a.user, outgoing),
   ];
 }
 
@@ -701,18 +707,7 @@ export function updateCommands(t: ConfTarget, live: TargetView): Argv[] {
   const wantUsers = new Set(t.incoming.map((u) => u.user));
   for (const a of live.accounts) {
     if (a.outgoing ? t.outgoing?.user !== a.user : !wantUsers.has(a.user)) {
-      out.push([
-        ...T,
-        '--op',
-        'unbind',
-        '--mode',
-        'account',
-        '--tid',
-        tid,
-        '--user',
-        a.user,
-        ...(a.outgoing ? ['--outgoing'] : []),
-      ]);
+      out.push(accountBinding('unbind', tid, a.user, a.outgoing));
     }
   }
   for (const u of t.incoming) {

@@ -74,7 +74,6 @@ export class BusyPoll {
   #lastTurn = 0;
   #rate = 1;
   #sinceProbe = 0;
-  #windows = 0;
   #hits = 0;
   #misses = 0;
   #preempted = 0;
@@ -113,7 +112,6 @@ export class BusyPoll {
     this.#sinceProbe = 0;
     this.#polling = true;
     this.#arrived = false;
-    this.#windows++;
     this.#until = now + this.#windowMs;
     this.#lastTurn = now;
     this.#clock.defer(this.#tick);
@@ -122,7 +120,8 @@ export class BusyPoll {
   stats(): BusyPollStats {
     return {
       windowUs: this.windowUs,
-      windows: this.#windows,
+      // Every window ends as a hit or a miss; one may be open now.
+      windows: this.#hits + this.#misses + (this.#polling ? 1 : 0),
       hits: this.#hits,
       misses: this.#misses,
       preempted: this.#preempted,
@@ -144,9 +143,7 @@ export class BusyPoll {
       // Work that arrived during the window re-armed it: count that window a hit and go on.
       if (this.#arrived) {
         this.#arrived = false;
-        this.#hits++;
-        this.#rate += ALPHA * (1 - this.#rate);
-        this.#windows++;
+        this.#hit();
       }
       this.#clock.defer(this.#tick);
       return;
@@ -154,13 +151,16 @@ export class BusyPoll {
     this.#end(this.#arrived, 1);
   }
 
+  #hit(): void {
+    this.#hits++;
+    this.#rate += ALPHA * (1 - this.#rate);
+  }
+
   #end(hit: boolean, weight: number): void {
     this.#polling = false;
     this.#arrived = false;
-    if (hit) {
-      this.#hits++;
-      this.#rate += ALPHA * (1 - this.#rate);
-    } else {
+    if (hit) this.#hit();
+    else {
       this.#misses++;
       for (let i = 0; i < weight; i++) this.#rate -= ALPHA * this.#rate;
     }

@@ -18,19 +18,8 @@ import { ReplicatedBackstore } from './backstore.js';
 import type { ResourceConfig } from './config.js';
 import { removeStale, type Resource } from './resource.js';
 import { procText, resourceStatus } from './status.js';
+import { xorshift32 } from '../util/xorshift.js';
 
-/** A small deterministic PRNG (xorshift32) for load generation: numbers in [0, 1). */
-function xorshift32(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 export type ControlRequest = { cmd: string } & Record<string, unknown>;
 
 export const CONTROL_COMMANDS = [
@@ -273,7 +262,7 @@ async function load(r: Resource, req: ControlRequest, ack: (line: string) => voi
   const blocks = typeof req['blocks'] === 'number' ? req['blocks'] : 1024;
   const qd = typeof req['qd'] === 'number' ? req['qd'] : 8;
   const fua = req['fua'] !== false;
-  const rand = xorshift32((typeof req['seed'] === 'number' ? req['seed'] : 1) >>> 0 || 1);
+  const rand = xorshift32(typeof req['seed'] === 'number' ? req['seed'] : 1);
   const bs = new ReplicatedBackstore(r);
   const per = 4096 / bs.blockSize;
   let next = 1;

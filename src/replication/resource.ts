@@ -25,7 +25,8 @@ import {
   type PacketInit,
   type WireError,
 } from '../wire/codec.js';
-import { adoptWithStaticReads, handshake, StaticReads, WireConnection } from '../wire/connection.js';
+import { adoptWithStaticReads, StaticReads } from '../net/static-reads.js';
+import { handshake, WireConnection } from '../wire/connection.js';
 import { ActivityLog } from './activity-log.js';
 import type { Bitmap } from './bitmap.js';
 import { metaPath, type NodeConfig, type ResourceConfig } from './config.js';

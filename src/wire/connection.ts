@@ -27,8 +27,6 @@ export interface WireConnectionEvents {
   close: [WireError | null];
 }
 
-export { adoptWithStaticReads, StaticReads } from '../net/static-reads.js';
-
 /**
  * Frames in, frames out. Before `start()` frames are queued for `next()` (handshake); after it
  * every frame is emitted as 'frame'. 'close' fires once with the reason (null = orderly end).

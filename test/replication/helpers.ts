@@ -7,6 +7,7 @@ import { parseResourceConfig, type ResourceConfig } from '../../src/replication/
 import { Resource } from '../../src/replication/resource.js';
 import { afterAll, afterEach } from 'vitest';
 import { createLogger } from '../../src/util/log.js';
+import { xorshift32 } from '../../src/util/xorshift.js';
 
 export const MiB = 1024 * 1024;
 
@@ -67,18 +68,8 @@ export function backstoreOf(r: Resource): ReplicatedBackstore {
   return new ReplicatedBackstore(r);
 }
 
-/** Deterministic pseudo-random generator (xorshift32). */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
+/** Deterministic pseudo-random generator (the product's xorshift32). */
+export const rng = xorshift32;
 
 /** Random 4 KiB-aligned writes of 4–64 KiB through the backstore; returns bytes written. */
 export async function randomWrites(

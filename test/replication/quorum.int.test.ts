@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { Resource } from '../../src/replication/resource.js';
 import { resourceStatus } from '../../src/replication/status.js';
-import { backstoreOf, clusterConfig, MiB, startCluster, stopAll, tempDir } from './helpers.js';
+import { backstoreOf, clusterConfig, MiB, sha256File, startCluster, stopAll, tempDir } from './helpers.js';
 
 const t = tempDir('lunar-repl-q-');
 afterAll(() => t.cleanup());
@@ -86,21 +86,22 @@ describe('3 nodes with majority quorum (diskless tiebreaker)', () => {
   });
 });
 
+/** 3 diskful nodes with majority quorum, node 0 Primary after a full initial sync to both. */
+async function threeDiskful(port: number, size: number) {
+  const dir = `${t.dir}/c${n++}`;
+  mkdirSync(dir);
+  const cfg = clusterConfig(dir, { nodes: 3, basePort: port, size, extra: { quorum: 'majority' } });
+  running = await startCluster(cfg);
+  const [a, b, c] = running as [Resource, Resource, Resource];
+  for (const r of running) await r.waitConnect(5000);
+  await a.primary(true);
+  for (const r of running) await r.waitSync(20000);
+  return { cfg, a, b, c };
+}
+
 describe('3 diskful nodes', () => {
   it('a returning secondary resyncs from the Primary; all three replicas end identical', async () => {
-    const dir = `${t.dir}/c${n++}`;
-    mkdirSync(dir);
-    const cfg = clusterConfig(dir, {
-      nodes: 3,
-      basePort: 7852,
-      size: 16 * MiB,
-      extra: { quorum: 'majority' },
-    });
-    running = await startCluster(cfg);
-    const [a, b, c] = running as [Resource, Resource, Resource];
-    for (const r of running) await r.waitConnect(5000);
-    await a.primary(true); // full initial sync to both
-    for (const r of running) await r.waitSync(20000);
+    const { cfg, a, b, c } = await threeDiskful(7852, 16 * MiB);
     c.disconnect();
     await settle();
     const bs = backstoreOf(a);
@@ -116,7 +117,6 @@ describe('3 diskful nodes', () => {
     expect(fromA?.lastSync?.dataBytes).toBe(4 * MiB);
     await stopAll(running);
     running = [];
-    const { sha256File } = await import('./helpers.js');
     const h = cfg.nodes.map((nd) => sha256File(nd.disk));
     expect(new Set(h).size).toBe(1);
   });
@@ -129,19 +129,7 @@ describe('3 diskful nodes, the Primary loses a node first', () => {
   // generation as its bitmap UUID towards node 2; without it node 1 and node 2 had no common
   // generation and refused each other for good ("unrelated data") once their link was renewed.
   it('the other Secondary keeps a common generation with the lost node; all three reconnect', async () => {
-    const dir = `${t.dir}/c${n++}`;
-    mkdirSync(dir);
-    const cfg = clusterConfig(dir, {
-      nodes: 3,
-      basePort: 7855,
-      size: 8 * MiB,
-      extra: { quorum: 'majority' },
-    });
-    running = await startCluster(cfg);
-    const [a, b, c] = running as [Resource, Resource, Resource];
-    for (const r of running) await r.waitConnect(5000);
-    await a.primary(true);
-    for (const r of running) await r.waitSync(20000);
+    const { cfg, a, b, c } = await threeDiskful(7855, 8 * MiB);
     // Only the link 0–2 goes down: b adopts a's new generation while still connected to c.
     a.disconnect(2);
     await settle();
@@ -165,7 +153,6 @@ describe('3 diskful nodes, the Primary loses a node first', () => {
     expect(await a.verify()).toBe(0);
     await stopAll(running);
     running = [];
-    const { sha256File } = await import('./helpers.js');
     expect(new Set(cfg.nodes.map((nd) => sha256File(nd.disk))).size).toBe(1);
   });
 });

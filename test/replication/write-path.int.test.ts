@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryBackstore } from '../../src/backstore/memory.js';
 import type { Backstore, WriteOptions } from '../../src/backstore/types.js';
+import type { ResourceConfig } from '../../src/replication/config.js';
 import { Resource } from '../../src/replication/resource.js';
 import { resourceStatus } from '../../src/replication/status.js';
 import {
@@ -60,28 +61,39 @@ class StallingStore extends MemoryBackstore {
   }
 }
 
+/** Two nodes of `cfg` on the stores `open` makes, connected, node 0 Primary and in sync. */
+async function primaryPair(cfg: ResourceConfig, open: (node: { id: number }) => Promise<Backstore>) {
+  scope.running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }));
+  const [a, b] = scope.running as [Resource, Resource];
+  await a.up();
+  await b.up();
+  await a.waitConnect(5000);
+  await a.newCurrentUuidClearBitmap();
+  await a.primary();
+  await b.waitSync(5000);
+  return { a, b, bs: backstoreOf(a) };
+}
+
+/** primaryPair() on StallingStores (each node's store in `stores`). */
+async function stallingPair(basePort: number, size: number, net: Record<string, unknown>) {
+  const cfg = clusterConfig(scope.sub(), { basePort, size, net });
+  const stores = new Map<number, StallingStore>();
+  const pair = await primaryPair(cfg, async (node) => {
+    const s = new StallingStore({ blockSize: 4096, blockCount: size / 4096 });
+    stores.set(node.id, s);
+    return s;
+  });
+  return { ...pair, stores };
+}
+
 describe('peer timeouts', () => {
   it('a peer that stops completing writes is dropped after ko-count × timeout; writes go on; resync afterwards', async () => {
-    const cfg = clusterConfig(scope.sub(), {
-      basePort: 7864,
-      size: 8 * MiB,
-      net: { timeoutMs: 200, koCount: 3, pingIntMs: 200, pingTimeoutMs: 2000 },
+    const { a, b, stores, bs } = await stallingPair(7864, 8 * MiB, {
+      timeoutMs: 200,
+      koCount: 3,
+      pingIntMs: 200,
+      pingTimeoutMs: 2000,
     });
-    const stores = new Map<number, StallingStore>();
-    const open = async (node: { id: number }): Promise<Backstore> => {
-      const s = new StallingStore({ blockSize: 4096, blockCount: (8 * MiB) / 4096 });
-      stores.set(node.id, s);
-      return s;
-    };
-    scope.running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }));
-    const [a, b] = scope.running as [Resource, Resource];
-    await a.up();
-    await b.up();
-    await a.waitConnect(5000);
-    await a.newCurrentUuidClearBitmap();
-    await a.primary();
-    await b.waitSync(5000);
-    const bs = backstoreOf(a);
     stores.get(1)!.stalled = true;
     const t0 = Date.now();
     await bs.write(0, Buffer.alloc(8192, 7));
@@ -102,26 +114,13 @@ describe('peer timeouts', () => {
 
 describe('protocol A bound', () => {
   it('once 8 MiB are unacknowledged, a protocol A write waits for its WRITE_ACK', async () => {
-    const cfg = clusterConfig(scope.sub(), {
-      basePort: 7880,
-      size: 32 * MiB,
-      net: { protocol: 'A', timeoutMs: 10_000, koCount: 7, pingIntMs: 10_000, pingTimeoutMs: 5000 },
+    const { a, stores, bs } = await stallingPair(7880, 32 * MiB, {
+      protocol: 'A',
+      timeoutMs: 10_000,
+      koCount: 7,
+      pingIntMs: 10_000,
+      pingTimeoutMs: 5000,
     });
-    const stores = new Map<number, StallingStore>();
-    const open = async (node: { id: number }): Promise<Backstore> => {
-      const s = new StallingStore({ blockSize: 4096, blockCount: (32 * MiB) / 4096 });
-      stores.set(node.id, s);
-      return s;
-    };
-    scope.running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }));
-    const [a, b] = scope.running as [Resource, Resource];
-    await a.up();
-    await b.up();
-    await a.waitConnect(5000);
-    await a.newCurrentUuidClearBitmap();
-    await a.primary();
-    await b.waitSync(5000);
-    const bs = backstoreOf(a);
     stores.get(1)!.stalled = true; // the peer receives everything but completes no write
     // 8 writes of 1 MiB complete as soon as they are in the socket buffer (protocol A)…
     for (let i = 0; i < 8; i++) await bs.write(i * 256, Buffer.alloc(MiB, i + 1));
@@ -163,16 +162,8 @@ describe('write path mechanics', () => {
       const o = { blockSize: 4096, blockCount: (8 * MiB) / 4096 };
       return node.id === 0 ? new ObservingStore(o) : new MemoryBackstore(o);
     };
-    scope.running = cfg.nodes.map((nd) => new Resource({ config: cfg, nodeId: nd.id, openBacking: open }));
-    const [a, b] = scope.running as [Resource, Resource];
+    const { a, b, bs } = await primaryPair(cfg, open);
     primary = a;
-    await a.up();
-    await b.up();
-    await a.waitConnect(5000);
-    await a.newCurrentUuidClearBitmap();
-    await a.primary();
-    await b.waitSync(5000);
-    const bs = backstoreOf(a);
     // QD1 and a burst of 16 at once (their frames leave in one writev, then the local writes go).
     for (let i = 0; i < 20; i++) await bs.write(i * 2, Buffer.alloc(4096, i));
     await Promise.all(Array.from({ length: 16 }, (_, i) => bs.write(100 + i, Buffer.alloc(4096, i))));
