@@ -16,9 +16,12 @@
  * - a window during which the loop was held up for more than {@link PREEMPTED_MS} (another
  *   process had the CPU: polling would take CPU from it) counts as several misses, so a busy
  *   machine turns polling off quickly.
- * - with more than {@link MAX_BUSY} commands in flight no window opens: their completions keep the
- *   loop busy, and on a small machine a polling loop only takes CPU from the initiator and the
- *   kernel (measured: 4K QD32 random reads and writes lost 10-20% with windows at any load).
+ * - with more than {@link MAX_BUSY} commands in flight no window opens, and none for
+ *   {@link BUSY_HOLDOFF_MS} after that was last seen; a window open when it is seen ends at the
+ *   next turn. Their completions keep the loop busy, and on a small machine a polling loop only
+ *   takes CPU from the initiator and the kernel (measured: 4K QD32 random reads and writes lost
+ *   10-20% with windows at any load; with the in-flight count checked only at the moment of each
+ *   arm, a QD32 load whose count dipped to 2 now and then still spun the loop 60k times a second).
  */
 
 /** Hit rate (moving average) under which windows stop, but for probes. */
@@ -33,6 +36,8 @@ const ALPHA = 0.1;
 const PREEMPTED_MISSES = 4;
 /** Windows open only while at most this many commands are in flight (the caller's count). */
 export const MAX_BUSY = 2;
+/** After more than {@link MAX_BUSY} commands were seen in flight, no window for this long (ms). */
+export const BUSY_HOLDOFF_MS = 5;
 /** Largest window accepted, in µs. */
 export const MAX_WINDOW_US = 1000;
 
@@ -72,6 +77,7 @@ export class BusyPoll {
   #polling = false;
   #arrived = false;
   #lastTurn = 0;
+  #lastBusy = -Infinity;
   #rate = 1;
   #sinceProbe = 0;
   #hits = 0;
@@ -96,18 +102,21 @@ export class BusyPoll {
 
   /**
    * Work arrived or went out: keep the loop turning for a window from now, unless `inFlight`
-   * (commands the caller has in flight) is over {@link MAX_BUSY}.
+   * (commands the caller has in flight) is over {@link MAX_BUSY} now or was within the last
+   * {@link BUSY_HOLDOFF_MS}.
    */
   arm(inFlight = 0): void {
     if (this.#windowMs <= 0) return;
     const now = this.#clock.now();
+    const busy = inFlight > MAX_BUSY;
+    if (busy) this.#lastBusy = now;
     if (this.#polling) {
-      // Work arrived: a hit. Under load the window is not extended, so polling stops within one.
+      // Work arrived: a hit. Under load the window ends at the next turn.
       this.#arrived = true;
-      if (inFlight <= MAX_BUSY) this.#until = now + this.#windowMs;
+      this.#until = busy ? now : now + this.#windowMs;
       return;
     }
-    if (inFlight > MAX_BUSY) return;
+    if (busy || now - this.#lastBusy < BUSY_HOLDOFF_MS) return;
     if (this.#rate < MIN_HIT_RATE && ++this.#sinceProbe < PROBE_EVERY) return;
     this.#sinceProbe = 0;
     this.#polling = true;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  BUSY_HOLDOFF_MS,
   BusyPoll,
   type BusyPollClock,
   MAX_BUSY,
@@ -147,25 +148,53 @@ describe('BusyPoll', () => {
 });
 
 describe('BusyPoll under load', () => {
-  it('opens no window while the caller has more than MAX_BUSY commands in flight', () => {
+  it('opens no window while, or shortly after, the caller has more than MAX_BUSY commands in flight', () => {
     const l = fakeLoop();
     const p = new BusyPoll(100, l.clock);
     p.arm(MAX_BUSY + 1);
     expect(l.pending()).toBe(0);
+    // The count dipped: still no window until BUSY_HOLDOFF_MS passed without a busy arm.
+    l.advance(BUSY_HOLDOFF_MS / 2);
+    p.arm(MAX_BUSY);
+    expect(l.pending()).toBe(0);
+    l.advance(BUSY_HOLDOFF_MS / 2 - 0.01);
+    p.arm(1);
+    expect(l.pending()).toBe(0);
+    l.advance(0.02);
     p.arm(MAX_BUSY);
     expect(l.pending()).toBe(1);
-    p.arm(32); // already polling: work arrived, whatever the load …
+  });
+
+  it('ends an open window at the next turn when the load rises, and counts it a hit', () => {
+    const l = fakeLoop();
+    const p = new BusyPoll(100, l.clock);
+    p.arm(1);
+    expect(l.pending()).toBe(1);
     l.advance(0.01);
+    l.turn(); // nothing arrived yet: the window goes on
+    expect(l.pending()).toBe(1);
+    l.advance(0.01);
+    p.arm(32); // work arrived, but the caller is busy now
+    l.advance(0.001);
     l.turn();
-    expect(p.stats().hits).toBe(1);
-    // … but a busy caller does not extend the window: polling stops ~100 µs after it opened.
-    for (let i = 0; i < 20; i++) {
-      l.advance(0.01);
-      p.arm(32);
-      l.turn();
-    }
     expect(l.pending()).toBe(0);
+    expect(p.stats()).toMatchObject({ hits: 1, misses: 0, windows: 1 });
+    // Arms under the same load open nothing, and neither does a dip right after it.
     p.arm(32);
+    p.arm(0);
     expect(l.pending()).toBe(0);
+  });
+
+  it('keeps polling a steady QD2 load (never over MAX_BUSY)', () => {
+    const l = fakeLoop();
+    const p = new BusyPoll(100, l.clock);
+    p.arm(MAX_BUSY);
+    for (let i = 0; i < 50; i++) {
+      l.advance(0.03);
+      p.arm(MAX_BUSY);
+      l.turn();
+      expect(l.pending()).toBe(1);
+    }
+    expect(p.stats().misses).toBe(0);
   });
 });
