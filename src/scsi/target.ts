@@ -391,11 +391,10 @@ class Target implements LunarScsiTarget, TargetView {
     const opcode = cdb[0] ?? 0;
     const hasSa = SERVICE_ACTION_OPCODES.has(opcode);
     const desc = this.find(opcode, hasSa ? (cdb[1] ?? 0) & 0x1f : undefined);
-    const base: BaseContext = { target: this, cmd, cdb, nexus: cmd.nexus };
-
     if (!lu) {
       if (desc?.noLu) {
         checkUsage(desc, cdb);
+        const base: BaseContext = { target: this, cmd, cdb, nexus: cmd.nexus };
         const out = desc.noLu(base);
         return isDeferred(out) ? out.run() : out;
       }
@@ -434,7 +433,10 @@ class Target implements LunarScsiTarget, TargetView {
       );
     }
 
-    const ctx: CommandContext = { ...base, lu };
+    // A plain literal, not { ...base, lu }: V8 gave each spread copy a new hidden class, so every
+    // handler's property loads missed their inline caches (perf: map creation and LoadIC misses on
+    // every command).
+    const ctx: CommandContext = { target: this, cmd, cdb, nexus: cmd.nexus, lu };
     return this.#schedule(lu, cmd, desc.handler(ctx));
   }
 

@@ -63,6 +63,8 @@ export class FrameReader {
   #header: Buffer | undefined;
   #dsl = 0;
   #data: Buffer | undefined;
+  /** #data is a view of the (stable) bytes being fed: nothing to copy. */
+  #dataInPlace = false;
   #dataHave = 0;
   #crc = 0;
   /** Pad bytes and data digest of the segment (≤ 7 bytes). */
@@ -141,9 +143,7 @@ export class FrameReader {
       if (this.#phase === PHASE.DATA) {
         const data = this.#data!;
         const take = Math.min(this.#dsl - this.#dataHave, n - at);
-        if (data.buffer !== bytes.buffer || data.byteOffset !== bytes.byteOffset + at) {
-          bytes.copy(data, this.#dataHave, at, at + take);
-        } // else: a view of `bytes` itself (stable input), nothing to copy
+        if (!this.#dataInPlace) bytes.copy(data, this.#dataHave, at, at + take);
         if (this.#digest) this.#crc = crc32c(data.subarray(this.#dataHave, this.#dataHave + take), this.#crc);
         this.#dataHave += take;
         at += take;
@@ -214,8 +214,11 @@ export class FrameReader {
       const d = this.place(header.subarray(0, BHS_LENGTH), dsl);
       if (d !== undefined && d.length === dsl) data = d;
     }
-    if (data === undefined)
-      data = stable && bytes.length - at >= dsl ? bytes.subarray(at, at + dsl) : Buffer.allocUnsafe(dsl);
+    this.#dataInPlace = false;
+    if (data === undefined) {
+      this.#dataInPlace = stable && bytes.length - at >= dsl;
+      data = this.#dataInPlace ? bytes.subarray(at, at + dsl) : Buffer.allocUnsafe(dsl);
+    }
     this.#data = data;
     this.#phase = PHASE.DATA;
     return undefined;
