@@ -38,6 +38,7 @@ struct OpenResult {
   bool read_only = false;
   bool direct = false;
   bool block_device = false;
+  bool memory_backed = false;  // tmpfs / ramfs: small transfers run inline (see FileHandle::Inline)
   uint32_t mem_align = 1;
   uint32_t offset_align = 1;
   std::string path;
@@ -101,6 +102,10 @@ int DoOpen(const std::string& path, bool read_only, bool want_direct, bool creat
   r.block_device = S_ISBLK(st.st_mode);
   r.fd = fd;
   r.direct = direct;
+  if (!direct && !r.block_device) {
+    struct statfs sfs;
+    r.memory_backed = fstatfs(fd, &sfs) == 0 && (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
+  }
   if (direct) {
     uint32_t mem = 0, off = 0;
 #ifdef STATX_DIOALIGN
@@ -259,6 +264,17 @@ class Ring {
 };
 #endif
 
+// Largest transfer a memory-backed file runs inline; LUNAR_MEMFILE_INLINE_MAX (bytes, 0 = never)
+// overrides the default.
+constexpr uint64_t kDefaultInlineMax = 1024 * 1024;
+uint64_t InlineMaxSetting() {
+  const char* e = std::getenv("LUNAR_MEMFILE_INLINE_MAX");
+  if (e == nullptr || *e == '\0') return kDefaultInlineMax;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(e, &end, 10);
+  return end != nullptr && *end == '\0' ? static_cast<uint64_t>(v) : kDefaultInlineMax;
+}
+
 class FileHandle : public Napi::ObjectWrap<FileHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -276,6 +292,8 @@ class FileHandle : public Napi::ObjectWrap<FileHandle> {
             InstanceAccessor<&FileHandle::GetClosed>("closed"),
             InstanceAccessor<&FileHandle::GetInflight>("inflight"),
             InstanceAccessor<&FileHandle::GetEngine>("engine"),
+            InstanceAccessor<&FileHandle::GetMemoryBacked>("memoryBacked"),
+            InstanceAccessor<&FileHandle::GetInlineMax>("inlineMax"),
             InstanceMethod<&FileHandle::Read>("read"),
             InstanceMethod<&FileHandle::Write>("write"),
             InstanceMethod<&FileHandle::ReadV>("readv"),
@@ -297,6 +315,7 @@ class FileHandle : public Napi::ObjectWrap<FileHandle> {
       throw CodedTypeError(info.Env(), "ERR_ILLEGAL_CONSTRUCTOR", "FileHandle is created by open(), not by new");
     r_ = *info[0].As<Napi::External<OpenResult>>().Data();
     if (r_.engine != "threadpool") ring_ = Ring::Get(info.Env());
+    if (r_.memory_backed) inline_max_ = InlineMaxSetting();
   }
 
   ~FileHandle() override {
@@ -331,6 +350,21 @@ class FileHandle : public Napi::ObjectWrap<FileHandle> {
   Napi::Value GetEngine(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), ring_ != nullptr ? "io_uring" : "threadpool");
   }
+  Napi::Value GetMemoryBacked(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), r_.memory_backed);
+  }
+  Napi::Value GetInlineMax(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(inline_max_));
+  }
+
+  // Memory-backed files (tmpfs, ramfs) cannot be written without blocking, so io_uring punts every
+  // such write to an io-wq worker thread (serialized per inode) and the thread pool hands each to a
+  // worker: a thread hand-off and a wake-up for what is a memcpy of a few µs. Transfers up to
+  // inline_max_ bytes therefore run right here, on the calling thread, and settle a promise that
+  // is already resolved (or rejected with the same errno error). Only while nothing of this handle
+  // is in flight: a request never overtakes one submitted before it.
+  bool RunsInline(uint64_t bytes) const { return inline_max_ > 0 && inflight_ == 0 && bytes <= inline_max_; }
+  Napi::Value Inline(Napi::Env env, Op op, std::vector<struct iovec>& iov, uint64_t off, bool dsync);
 
   void CheckOpen(Napi::Env env, const char* what) {
     if (closing_ || closed_)
@@ -379,12 +413,77 @@ class FileHandle : public Napi::ObjectWrap<FileHandle> {
 
   OpenResult r_;
   Ring* ring_ = nullptr;
+  uint64_t inline_max_ = 0;  // memory-backed files: transfers up to this size run inline (0: never)
   int inflight_ = 0;
   bool closing_ = false;
   bool closed_ = false;
   bool close_queued_ = false;
   std::vector<Napi::Promise::Deferred> close_waiters_;
 };
+
+// A whole read/write/readv/writev on the calling thread: loops over short transfers (a
+// pread/pwrite may move fewer bytes than asked: signals, end of file); `iov` is consumed. With
+// `dsync` a write is on stable storage when this returns (pwritev2 RWF_DSYNC, else + fdatasync).
+// Returns 0 or an errno (`syscall` names the call when it is not the op's own); `done` = bytes.
+int TransferSync(int fd, Op op, std::vector<struct iovec>& iov, uint64_t off, bool dsync, int64_t& done_out,
+                 const char*& syscall) {
+  bool is_read = op == Op::Read || op == Op::ReadV;
+  bool dsync_fallback = false;
+  int err = 0;
+  size_t idx = 0;
+  uint64_t done = 0;
+  while (idx < iov.size()) {
+    if (iov[idx].iov_len == 0) {
+      idx++;
+      continue;
+    }
+    int cnt = static_cast<int>(std::min<size_t>(iov.size() - idx, IOV_MAX));
+    ssize_t n;
+    if (!is_read && dsync && !dsync_fallback) {
+      n = pwritev2(fd, &iov[idx], cnt, static_cast<off_t>(off), RWF_DSYNC);
+      if (n < 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) {
+        dsync_fallback = true;  // old kernel: plain write, then fdatasync below
+        continue;
+      }
+    } else if (cnt == 1) {
+      n = is_read ? pread(fd, iov[idx].iov_base, iov[idx].iov_len, static_cast<off_t>(off))
+                  : pwrite(fd, iov[idx].iov_base, iov[idx].iov_len, static_cast<off_t>(off));
+    } else {
+      n = is_read ? preadv(fd, &iov[idx], cnt, static_cast<off_t>(off))
+                  : pwritev(fd, &iov[idx], cnt, static_cast<off_t>(off));
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    if (n == 0) {
+      if (is_read) break;  // end of file
+      err = EIO;           // a write that makes no progress
+      break;
+    }
+    done += static_cast<uint64_t>(n);
+    off += static_cast<uint64_t>(n);
+    size_t left = static_cast<size_t>(n);
+    while (left > 0 && idx < iov.size()) {
+      if (left >= iov[idx].iov_len) {
+        left -= iov[idx].iov_len;
+        iov[idx].iov_len = 0;
+        idx++;
+      } else {
+        iov[idx].iov_base = static_cast<uint8_t*>(iov[idx].iov_base) + left;
+        iov[idx].iov_len -= left;
+        left = 0;
+      }
+    }
+  }
+  if (err == 0 && dsync && dsync_fallback && fdatasync(fd) != 0) {
+    err = errno;
+    syscall = "fdatasync";
+  }
+  done_out = static_cast<int64_t>(done);
+  return err;
+}
 
 class IoWork : public Napi::AsyncWorker {
  public:
@@ -477,66 +576,8 @@ class IoWork : public Napi::AsyncWorker {
   }
 
  private:
-  void DoTransfer() {
-    // Loop over short transfers: a pread/pwrite may move fewer bytes than asked (signals, EOF).
-    bool is_read = op_ == Op::Read || op_ == Op::ReadV;
-    size_t idx = 0;
-    uint64_t done = 0, off = off_;
-    while (idx < iov_.size()) {
-      if (iov_[idx].iov_len == 0) {
-        idx++;
-        continue;
-      }
-      int cnt = static_cast<int>(std::min<size_t>(iov_.size() - idx, IOV_MAX));
-      ssize_t n;
-      if (!is_read && dsync_ && !dsync_fallback_) {
-        n = pwritev2(fd_, &iov_[idx], cnt, static_cast<off_t>(off), RWF_DSYNC);
-        if (n < 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) {
-          dsync_fallback_ = true;  // old kernel: plain write, then fdatasync below
-          continue;
-        }
-      } else if (cnt == 1) {
-        n = is_read ? pread(fd_, iov_[idx].iov_base, iov_[idx].iov_len, static_cast<off_t>(off))
-                    : pwrite(fd_, iov_[idx].iov_base, iov_[idx].iov_len, static_cast<off_t>(off));
-      } else {
-        n = is_read ? preadv(fd_, &iov_[idx], cnt, static_cast<off_t>(off))
-                    : pwritev(fd_, &iov_[idx], cnt, static_cast<off_t>(off));
-      }
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        err_ = errno;
-        break;
-      }
-      if (n == 0) {
-        if (is_read) break;  // end of file
-        err_ = EIO;          // a write that makes no progress
-        break;
-      }
-      done += static_cast<uint64_t>(n);
-      off += static_cast<uint64_t>(n);
-      size_t left = static_cast<size_t>(n);
-      while (left > 0 && idx < iov_.size()) {
-        if (left >= iov_[idx].iov_len) {
-          left -= iov_[idx].iov_len;
-          iov_[idx].iov_len = 0;
-          idx++;
-        } else {
-          iov_[idx].iov_base = static_cast<uint8_t*>(iov_[idx].iov_base) + left;
-          iov_[idx].iov_len -= left;
-          left = 0;
-        }
-      }
-    }
-    if (err_ == 0 && dsync_ && dsync_fallback_) {
-      if (fdatasync(fd_) != 0) {
-        err_ = errno;
-        syscall_ = "fdatasync";
-      }
-    }
-    result_ = static_cast<int64_t>(done);
-  }
+  void DoTransfer() { err_ = TransferSync(fd_, op_, iov_, off_, dsync_, result_, syscall_); }
 
-  bool dsync_fallback_ = false;
 
   Napi::Promise::Deferred deferred_;
   FileHandle* fh_;
@@ -620,6 +661,16 @@ Napi::Value FileHandle::Submit(Napi::Env env, IoWork* w) {
   return p;
 }
 
+Napi::Value FileHandle::Inline(Napi::Env env, Op op, std::vector<struct iovec>& iov, uint64_t off, bool dsync) {
+  auto d = Napi::Promise::Deferred::New(env);
+  int64_t done = 0;
+  const char* syscall = nullptr;
+  int err = TransferSync(r_.fd, op, iov, off, dsync, done, syscall);
+  if (err != 0) d.Reject(ErrnoError(env, err, syscall != nullptr ? syscall : OpSyscall(op), r_.path).Value());
+  else d.Resolve(Napi::Number::New(env, static_cast<double>(done)));
+  return d.Promise();
+}
+
 bool DsyncArg(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || info[i].IsUndefined()) return false;
   if (!info[i].IsBoolean()) throw CodedTypeError(info.Env(), "ERR_INVALID_ARG_TYPE", "dsync must be a boolean");
@@ -637,6 +688,10 @@ Napi::Value FileHandle::Transfer(const Napi::CallbackInfo& info, Op op) {
   if (off + v.length > kMaxOff) throw CodedError(env, "ERR_OUT_OF_RANGE", std::string(what) + ": offset + length too large");
   CheckAligned(env, what, v.data, v.length, off);
   bool dsync = op == Op::Write && DsyncArg(info, 2);
+  if (RunsInline(v.length)) {
+    std::vector<struct iovec> iov{{v.data, v.length}};
+    return Inline(env, op, iov, off, dsync);
+  }
   if (ring_ != nullptr) {
     auto* u = new UringOp(env);
     u->op = op;
@@ -680,6 +735,7 @@ Napi::Value FileHandle::TransferV(const Napi::CallbackInfo& info, Op op) {
     iov.push_back({v.data, v.length});
   }
   if (off + total > kMaxOff) throw CodedError(env, "ERR_OUT_OF_RANGE", std::string(what) + ": offset + length too large");
+  if (RunsInline(total)) return Inline(env, op, iov, off, dsync);
   if (ring_ != nullptr && n > 0) {
     auto* u = new UringOp(env);
     u->op = op;
@@ -705,6 +761,13 @@ Napi::Value FileHandle::Simple(const Napi::CallbackInfo& info, Op op, int nargs)
   uint64_t a = nargs >= 1 ? GetOffset(info[0], nargs == 2 ? "offset" : op == Op::Truncate ? "size" : "offset") : 0;
   uint64_t b = nargs >= 2 ? GetOffset(info[1], "length") : 0;
   if (a + b > kMaxOff) throw CodedError(env, "ERR_OUT_OF_RANGE", std::string(what) + ": offset + length too large");
+  if (op == Op::DataSync && RunsInline(0)) {
+    // fdatasync of a memory-backed file has nothing to write back: done inline like the writes.
+    auto d = Napi::Promise::Deferred::New(env);
+    if (fdatasync(r_.fd) != 0) d.Reject(ErrnoError(env, errno, "fdatasync", r_.path).Value());
+    else d.Resolve(env.Undefined());
+    return d.Promise();
+  }
   if (ring_ != nullptr && op == Op::DataSync) {
     auto* u = new UringOp(env);
     u->op = op;

@@ -33,6 +33,14 @@ export interface NativeFileHandle extends Omit<BlockFile, 'native' | 'engine'> {
   readonly inflight: number;
   /** How reads/writes/fdatasync run: io_uring from the event loop, or libuv's thread pool. */
   readonly engine: 'io_uring' | 'threadpool';
+  /** On tmpfs / ramfs (memory itself): small transfers run inline, see `inlineMax`. */
+  readonly memoryBacked: boolean;
+  /**
+   * Memory-backed files: reads and writes up to this many bytes (and fdatasync) run on the calling
+   * thread while nothing else of the handle is in flight, settling an already-settled promise; 0 on
+   * other files. LUNAR_MEMFILE_INLINE_MAX (bytes) overrides the default of 1 MiB at open.
+   */
+  readonly inlineMax: number;
 }
 
 /** 'auto' = io_uring when the kernel allows it (unless LUNAR_IO_ENGINE=threadpool), else the pool. */

@@ -41,6 +41,16 @@ class NativeBlockFile implements BlockFile {
     return this.#h.inflight;
   }
 
+  /** tmpfs / ramfs file (native only; see NativeFileHandle.inlineMax). */
+  get memoryBacked(): boolean {
+    return this.#h.memoryBacked;
+  }
+
+  /** Largest transfer that runs inline on a memory-backed file; 0 elsewhere (native only). */
+  get inlineMax(): number {
+    return this.#h.inlineMax;
+  }
+
   read(buffer: Uint8Array, offset: number): Promise<number> {
     try {
       return this.#h.read(buffer, offset);

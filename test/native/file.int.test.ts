@@ -359,3 +359,70 @@ describe.runIf(nativeLoaded)('tmpfs', () => {
     }
   });
 });
+
+describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () => {
+  type Native = BlockFile & { inflight: number; memoryBacked: boolean; inlineMax: number };
+  for (const engine of ['io_uring', 'threadpool'] as const) {
+    it(`${engine}: up to inlineMax bytes run inline (nothing in flight), larger ones through the engine`, async () => {
+      const s = await tmpfsScratch('native');
+      if (s === null) return;
+      try {
+        const f = (await openNativeFile(join(s.dir, 'm.img'), {
+          create: true,
+          direct: true,
+          engine,
+        })) as Native;
+        expect(f.memoryBacked).toBe(true);
+        expect(f.inlineMax).toBe(1024 * 1024);
+        const small = patternBytes(4096, 1);
+        const w = f.write(small, 8192, true);
+        expect(f.inflight).toBe(0); // done before write() returned
+        expect(await w).toBe(4096);
+        const back = Buffer.alloc(4096);
+        const r = f.read(back, 8192);
+        expect(f.inflight).toBe(0);
+        expect(await r).toBe(4096);
+        expect(back.equals(small)).toBe(true);
+        expect(await f.writev([small.subarray(0, 1000), small.subarray(1000)], 0)).toBe(4096);
+        expect(await f.read(back, 20_000)).toBe(0); // past the end: 0 bytes, like the engines
+        const ds = f.datasync();
+        expect(f.inflight).toBe(0);
+        await ds;
+        // Over inlineMax: submitted to the engine. While it is in flight a small request does not
+        // run inline either (it would overtake the one submitted before it).
+        const big = patternBytes(2 * 1024 * 1024, 2);
+        const wb = f.write(big, 0);
+        expect(f.inflight).toBe(1);
+        const ws = f.write(small, 4096);
+        expect(f.inflight).toBe(2);
+        expect(await wb).toBe(big.length);
+        expect(await ws).toBe(4096);
+        const all = Buffer.alloc(big.length);
+        expect(await f.read(all, 0)).toBe(big.length);
+        if (engine === 'io_uring') {
+          // io_uring runs buffered writes to one file in submission order (io-wq hashes them per
+          // inode): the small write landed last.
+          expect(all.subarray(4096, 8192).equals(small)).toBe(true);
+        }
+        expect(all.subarray(8192).equals(big.subarray(8192))).toBe(true);
+        await f.close();
+        expect(await rejection(f.write(small, 0))).toMatchObject({ code: 'EBADF' });
+      } finally {
+        await s.cleanup();
+      }
+    });
+  }
+
+  it('files on a disk are not memory-backed and never run inline', async () => {
+    const f = (await openNativeFile(fresh('disk'), { create: true, direct: true })) as Native;
+    try {
+      expect(f.memoryBacked).toBe(false);
+      expect(f.inlineMax).toBe(0);
+      const w = f.write(allocAligned(4096), 0);
+      expect(f.inflight).toBe(1);
+      await w;
+    } finally {
+      await f.close();
+    }
+  });
+});
