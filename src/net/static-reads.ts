@@ -4,18 +4,36 @@
  * those buffers drove V8 to a full GC many times a second. Safe to share: libuv reads one socket
  * at a time on the one JS thread and the callback consumes the bytes before the next read.
  * The bytes are valid only during the call; whoever receives them copies what it keeps.
+ *
+ * With `{ targets: true }` the owner may also say where the next read goes (`attach(sink,
+ * target)`): a receiver in the middle of a large payload returns the rest of that payload's
+ * buffer, so the kernel copies the bytes straight to where they belong instead of into the static
+ * buffer and then once more out of it. `target()` runs after each read (Node's `onread.buffer`
+ * given as a function); null means the static buffer. Without `targets` (the iSCSI connection)
+ * `onread.buffer` is the static Buffer itself, as before.
  */
 import { Socket, type SocketConstructorOpts } from 'node:net';
 
 const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 
 type Sink = (bytes: Buffer) => boolean | void;
+/** Where the next socket read should land (a whole Uint8Array, filled from its start), or null. */
+export type ReadTarget = () => Uint8Array | null;
+
+export interface StaticReadsOptions {
+  /** The owner may pick the buffer of each next read (attach's `target`). */
+  readonly targets?: boolean;
+}
 
 export class StaticReads {
   #sink: Sink | null = null;
+  #target: ReadTarget | null = null;
   #early: Buffer[] = [];
   /** Pass as the `onread` option of `net.connect` / `new net.Socket`. */
-  readonly onread = {
+  readonly onread: {
+    buffer: Uint8Array | (() => Uint8Array);
+    callback: (n: number, buf: Uint8Array) => boolean;
+  } = {
     buffer: READ_BUFFER,
     callback: (n: number, buf: Uint8Array): boolean => {
       const bytes = (buf as Buffer).subarray(0, n);
@@ -27,9 +45,17 @@ export class StaticReads {
     },
   };
 
-  /** Where the bytes go from now on (any kept early bytes first). */
-  attach(sink: Sink): void {
+  constructor(opts: StaticReadsOptions = {}) {
+    if (opts.targets === true) this.onread.buffer = () => this.#target?.() ?? READ_BUFFER;
+  }
+
+  /**
+   * Where the bytes go from now on (any kept early bytes first). `target` (only with `targets`)
+   * picks the buffer of each next read; the sink then receives a view of that buffer.
+   */
+  attach(sink: Sink, target?: ReadTarget): void {
     this.#sink = sink;
+    if (target !== undefined) this.#target = target;
     for (const b of this.#early.splice(0)) sink(b);
   }
 }
@@ -41,13 +67,16 @@ export class StaticReads {
  * server's connection count stays right. Without a handle the socket is returned unchanged and
  * resumed ('data' events).
  */
-export function adoptWithStaticReads(accepted: Socket): { socket: Socket; reads: StaticReads | null } {
+export function adoptWithStaticReads(
+  accepted: Socket,
+  opts: StaticReadsOptions = {},
+): { socket: Socket; reads: StaticReads | null } {
   const handle = (accepted as unknown as { _handle?: unknown })._handle;
   if (handle === null || handle === undefined) {
     accepted.resume();
     return { socket: accepted, reads: null };
   }
-  const reads = new StaticReads();
+  const reads = new StaticReads(opts);
   let socket: Socket;
   try {
     socket = new Socket({

@@ -702,7 +702,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
   }
 
   #onAccept(accepted: Socket): void {
-    const { socket: sock, reads } = adoptWithStaticReads(accepted);
+    const { socket: sock, reads } = adoptWithStaticReads(accepted, { targets: true });
     sock.setNoDelay(true);
     const conn = new WireConnection(sock, this.cfg.net.maxFrame, reads);
     handshake(conn, {
@@ -748,7 +748,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
     if (!p.want || p.conn !== null || p.dialing || !this.isUp) return;
     p.dialing = true;
     const [host, port] = p.cfg.address.split(':') as [string, string];
-    const reads = new StaticReads();
+    const reads = new StaticReads({ targets: true });
     const sock = connect({ host, port: Number(port), onread: reads.onread });
     sock.setNoDelay(true);
     const retry = (): void => {

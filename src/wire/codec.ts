@@ -274,6 +274,8 @@ export class FrameReader {
   #error: WireError | null = null;
   /** Bytes consumed so far (wire accounting). */
   bytesIn = 0;
+  /** Of those, payload bytes the socket read straight into their payload buffer (readTarget). */
+  bytesInPlace = 0;
   /** Where assembled block payloads come from; hand them back with `recycle`. */
   readonly pool = new PayloadPool();
 
@@ -341,7 +343,12 @@ export class FrameReader {
         }
         if (f.have >= FRAME_PREFIX + hlen && f.have < end) {
           const k = Math.min(end - f.have, bytes.length - at);
-          bytes.copy(f.payload, f.have - FRAME_PREFIX - hlen, at, at + k);
+          const pos = f.have - FRAME_PREFIX - hlen;
+          // Read straight into the payload (readTarget()): the bytes already are where they belong.
+          const inPlace =
+            at === 0 && bytes.buffer === f.payload.buffer && bytes.byteOffset === f.payload.byteOffset + pos;
+          if (inPlace) this.bytesInPlace += k;
+          else bytes.copy(f.payload, pos, at, at + k);
           f.have += k;
           at += k;
         }
@@ -361,6 +368,21 @@ export class FrameReader {
       throw this.#error;
     }
     return out;
+  }
+
+  /**
+   * Where the next socket read should go (StaticReads targets): the unfilled rest of the payload
+   * being received when at least `min` bytes of it are missing, so the kernel copies them straight
+   * into it and pushCopy() has nothing left to copy; null otherwise (the static buffer: a read
+   * there may carry several small frames at once). Feed the bytes read into it to pushCopy().
+   */
+  readTarget(min: number): Buffer | null {
+    const f = this.#part;
+    const start = FRAME_PREFIX + f.header.length;
+    if (f.have < FRAME_PREFIX || f.have < start || f.payload.length === 0) return null;
+    const pos = f.have - start;
+    if (f.payload.length - pos < min) return null;
+    return f.payload.subarray(pos);
   }
 
   /** Block data (4 KiB or more, sector multiple) lands in pooled aligned memory: O_DIRECT-ready. */

@@ -22,6 +22,14 @@ import {
   WireErrorCode,
 } from './codec.js';
 
+/**
+ * A payload with at least this much still to come is read by the socket straight into its buffer
+ * (when the StaticReads allows targets). Smaller rests keep going through the static buffer,
+ * where one read picks up many small frames at once (4 KiB writes at QD32: one read per frame
+ * would be a syscall per frame).
+ */
+export const READ_INTO_PAYLOAD_MIN = 32 * 1024;
+
 export interface WireConnectionEvents {
   frame: [Frame];
   close: [WireError | null];
@@ -48,7 +56,11 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
     this.socket = socket;
     this.reader = new FrameReader(maxFrame);
     if (reads === null) socket.on('data', (chunk: Buffer) => this.#onData(chunk, false));
-    else reads.attach((bytes) => this.#onData(bytes, true));
+    else
+      reads.attach(
+        (bytes) => this.#onData(bytes, true),
+        () => (this.#closed ? null : this.reader.readTarget(READ_INTO_PAYLOAD_MIN)),
+      );
     socket.on('error', (e: Error) =>
       this.#close(new WireError(WireErrorCode.CLOSED, `socket error: ${e.message}`)),
     );

@@ -80,4 +80,56 @@ describe('static-buffer socket reads', () => {
     expect(got[0]).toBe('early');
     sock.destroy();
   });
+
+  it('without targets onread.buffer is the static Buffer itself (the iSCSI connection, unchanged)', () => {
+    expect(new StaticReads().onread.buffer).toBeInstanceOf(Uint8Array);
+    expect(typeof new StaticReads({ targets: true }).onread.buffer).toBe('function');
+  });
+
+  it('with targets each next read lands where the target says (null: the static buffer)', async () => {
+    const { port, accepted } = await new Promise<{
+      port: number;
+      accepted: Promise<{ socket: Socket; reads: StaticReads | null }>;
+    }>((resolve) => {
+      let give: (v: { socket: Socket; reads: StaticReads | null }) => void = () => undefined;
+      const acc = new Promise<{ socket: Socket; reads: StaticReads | null }>((r) => (give = r));
+      server = createServer({ pauseOnConnect: true }, (s) =>
+        give(adoptWithStaticReads(s, { targets: true })),
+      );
+      server.listen(0, '127.0.0.1', () => {
+        const a = server?.address();
+        resolve({ port: typeof a === 'object' && a ? a.port : 0, accepted: acc });
+      });
+    });
+    const client = connect(port, '127.0.0.1');
+    const payload = Buffer.alloc(2 * 1024 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 13 + (i >> 10)) & 0xff;
+    client.on('connect', () => client.write(payload));
+    const { socket, reads } = await accepted;
+    // The first 4 KiB through the static buffer, the rest straight into `dest`.
+    const dest = Buffer.alloc(payload.length);
+    let have = 0;
+    let inDest = 0;
+    let copied = 0;
+    const all = new Promise<void>((r) => {
+      reads?.attach(
+        (bytes) => {
+          if (bytes.buffer === dest.buffer && bytes.byteOffset === dest.byteOffset + have)
+            inDest += bytes.length;
+          else copied += bytes.copy(dest, have);
+          have += bytes.length;
+          if (have >= payload.length) r();
+        },
+        () => (have >= 4096 && have < dest.length ? dest.subarray(have) : null),
+      );
+    });
+    socket.resume();
+    await all;
+    expect(dest.equals(payload)).toBe(true);
+    expect(copied).toBeGreaterThanOrEqual(4096);
+    expect(inDest).toBeGreaterThan(0);
+    expect(inDest + copied).toBe(payload.length);
+    client.destroy();
+    socket.destroy();
+  });
 });

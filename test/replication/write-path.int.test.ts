@@ -180,6 +180,12 @@ describe('write path mechanics', () => {
     }
     // The socket is not corked any more (its frames went to the kernel) when the disk write starts.
     expect(seen.filter((s) => s.corked !== 0)).toEqual([]);
+    // 4 KiB payloads come through the static buffer; most of a 1 MiB one is read by the socket
+    // straight into its payload buffer (StaticReads targets), on the Secondary's end.
+    const reader = b.peers.get(0)?.conn?.reader;
+    expect(reader?.bytesInPlace).toBe(0);
+    await bs.write(512, Buffer.alloc(1024 * 1024, 7));
+    expect(reader?.bytesInPlace).toBeGreaterThan(0);
     expect(await a.verify()).toBe(0);
   });
 

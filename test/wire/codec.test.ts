@@ -256,3 +256,72 @@ describe('FrameReader.pushCopy (bytes valid only during the call)', () => {
     expect(() => m.push(frames[1] as Buffer)).toThrow(/mixed/);
   });
 });
+
+describe('FrameReader.readTarget (socket reads straight into the payload)', () => {
+  const big = Buffer.alloc(256 * 1024);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 9)) & 0xff;
+  const small = Buffer.alloc(4096, 0x5a);
+  const all = Buffer.concat([
+    encodeFrameBuffer({ type: PacketType.DATA, id: 1, offset: 0, length: big.length }, big),
+    encodeFrameBuffer({ type: PacketType.DATA, id: 2, offset: 0, length: small.length }, small),
+    encodeFrameBuffer({ type: PacketType.WRITE_ACK, id: 3 }),
+    encodeFrameBuffer({ type: PacketType.DATA, id: 4, offset: 0, length: big.length }, big),
+  ]);
+
+  /**
+   * What the socket does with StaticReads targets: each read of up to `step` bytes lands in the
+   * reader's target when it offers one (`min`), else in a scratch buffer that is clobbered after.
+   */
+  const feed = (r: FrameReader, step: number, min: number) => {
+    const scratch = Buffer.alloc(step);
+    const got = [];
+    let targeted = 0;
+    for (let at = 0; at < all.length; ) {
+      const t = r.readTarget(min);
+      const into = t ?? scratch;
+      const n = all.copy(into, 0, at, Math.min(all.length, at + Math.min(step, into.length)));
+      if (t !== null) targeted += n;
+      at += n;
+      got.push(...r.pushCopy(into.subarray(0, n)));
+      scratch.fill(0xee);
+    }
+    return { got, targeted };
+  };
+
+  it('offers the rest of a payload once min bytes of it are missing; frames come out intact', () => {
+    for (const step of [1000, 4096, 65536, 300_000]) {
+      const r = new FrameReader();
+      const { got, targeted } = feed(r, step, 32 * 1024);
+      expect(got.map((f) => f.packet.id)).toEqual([1, 2, 3, 4]);
+      expect(got[0]?.payload.equals(big)).toBe(true);
+      expect(got[1]?.payload.equals(small)).toBe(true);
+      expect(got[3]?.payload.equals(big)).toBe(true);
+      expect(r.bytesIn).toBe(all.length);
+      expect(r.bytesInPlace).toBe(targeted);
+      if (step < big.length) expect(targeted).toBeGreaterThan(big.length); // most of both big payloads
+      // Never past a payload: the next frame's prefix always goes through the static buffer.
+      expect(targeted).toBeLessThanOrEqual(2 * big.length);
+    }
+  });
+
+  it('offers nothing for small payloads, inside a prefix or header, or between frames', () => {
+    const r = new FrameReader();
+    expect(r.readTarget(1)).toBeNull();
+    const f = encodeFrameBuffer({ type: PacketType.DATA, id: 9, offset: 0, length: small.length }, small);
+    r.pushCopy(f.subarray(0, 4));
+    expect(r.readTarget(1)).toBeNull(); // in the prefix
+    r.pushCopy(f.subarray(4, 10));
+    expect(r.readTarget(1)).toBeNull(); // in the header
+    const hdrEnd = f.length - small.length;
+    r.pushCopy(f.subarray(10, hdrEnd + 100));
+    expect(r.readTarget(32 * 1024)).toBeNull(); // 3,996 bytes missing < min
+    const t = r.readTarget(1) as Buffer;
+    expect(t.length).toBe(small.length - 100);
+    f.copy(t, 0, hdrEnd + 100);
+    const out = r.pushCopy(t);
+    expect(out[0]?.payload.equals(small)).toBe(true);
+    expect(r.bytesInPlace).toBe(small.length - 100);
+    expect(r.readTarget(1)).toBeNull();
+  });
+});
+
