@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   DataFlags,
   decodeHeader,
+  encodeFrame,
   encodeFrameBuffer,
   encodeHeader,
   FrameReader,
@@ -13,6 +14,7 @@ import {
   WireError,
 } from '../../src/wire/codec.js';
 import { REPL_DESCRIPTOR } from '../../src/wire/descriptor.js';
+import { xorshift32 } from '../../src/util/xorshift.js';
 
 describe('descriptor', () => {
   it('matches repl.proto (regenerate src/wire/descriptor.ts when this fails)', () => {
@@ -276,7 +278,7 @@ describe('FrameReader.readTarget (socket reads straight into the payload)', () =
     const scratch = Buffer.alloc(step);
     const got = [];
     let targeted = 0;
-    for (let at = 0; at < all.length; ) {
+    for (let at = 0; at < all.length;) {
       const t = r.readTarget(min);
       const into = t ?? scratch;
       const n = all.copy(into, 0, at, Math.min(all.length, at + Math.min(step, into.length)));
@@ -325,3 +327,91 @@ describe('FrameReader.readTarget (socket reads straight into the payload)', () =
   });
 });
 
+describe('hot-path header codec (scalar-only packets, byte-identical to protobufjs)', () => {
+  const root = protobuf.Root.fromJSON(REPL_DESCRIPTOR as unknown as protobuf.INamespace);
+  const Proto = root.lookupType('lunar.repl.Packet');
+  const rand = xorshift32(0x1234567);
+  const u32 = (): number => {
+    const r = rand();
+    return r < 0.3 ? 0 : r < 0.6 ? Math.floor(rand() * 200) : Math.floor(rand() * 2 ** 32);
+  };
+  const types = Object.values(PacketType);
+  const scalarInit = () => {
+    const p: Record<string, number> = { type: types[Math.floor(rand() * types.length)] as number };
+    for (const k of ['id', 'length', 'flags', 'seq', 'value']) if (rand() < 0.6) p[k] = u32();
+    if (rand() < 0.6)
+      p['offset'] = rand() < 0.5 ? Math.floor(rand() * 2 ** 53) : Math.floor(rand() * 1e9) * 4096;
+    return p;
+  };
+
+  it('encodes exactly the bytes protobufjs does, and decodes them to the same fields', () => {
+    for (let i = 0; i < 1500; i++) {
+      const p = scalarInit();
+      const fast = Buffer.from(encodeHeader(p as never));
+      const ref = Buffer.from(Proto.encode(p).finish());
+      expect(fast.toString('hex')).toBe(ref.toString('hex'));
+      const d = decodeHeader(fast);
+      const r = Proto.decode(ref) as unknown as Record<string, number>;
+      for (const k of ['type', 'id', 'offset', 'length', 'flags', 'seq', 'value'] as const) {
+        expect(d[k]).toBe(r[k]);
+        expect(d[k]).toBe(p[k] ?? 0);
+      }
+      expect(d.hello).toBeNull();
+      expect(d.params).toBeNull();
+      expect(d.auth).toBeNull();
+      expect(d.reason).toBe('');
+      expect(d.digest.length).toBe(0);
+      // The frame prefix carries the same header.
+      const [prefix, body] = encodeFrame(p as never, Buffer.alloc(3));
+      expect(prefix.readUInt32BE(4)).toBe(ref.length);
+      expect(prefix.readUInt32BE(0)).toBe(4 + ref.length + 3);
+      expect(prefix.subarray(8).equals(ref)).toBe(true);
+      expect(body?.length).toBe(3);
+    }
+  });
+
+  it('packets with other fields, long varints and unknown fields go through protobufjs', () => {
+    const withDigest = encodeHeader({ type: PacketType.RS_DIGEST, id: 3, digest: new Uint8Array([1, 2, 3]) });
+    expect(
+      Buffer.from(withDigest).equals(
+        Buffer.from(Proto.encode({ type: 22, id: 3, digest: [1, 2, 3] }).finish()),
+      ),
+    ).toBe(true);
+    expect([...decodeHeader(withDigest).digest]).toEqual([1, 2, 3]);
+    const reason = decodeHeader(encodeHeader({ type: PacketType.NEG_ACK, id: 9, reason: 'disk gone' }));
+    expect(reason.reason).toBe('disk gone');
+    expect(reason.id).toBe(9);
+    // id as a 10-byte varint (a negative int32 written by another encoder): protobufjs keeps the low 32 bits.
+    const long = Buffer.from([0x08, 0x0c, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+    expect(decodeHeader(long).id).toBe((Proto.decode(long) as unknown as { id: number }).id);
+    // An unknown field (number 20, varint) is skipped like protobufjs does.
+    const unknown = Buffer.from([0x08, 0x0c, 0xa0, 0x01, 0x05, 0x10, 0x07]);
+    expect(decodeHeader(unknown)).toMatchObject({ type: 12, id: 7 });
+  });
+
+  it('garbage: the fast path and protobufjs agree on every truncation of valid headers', () => {
+    for (let i = 0; i < 200; i++) {
+      const h = Buffer.from(encodeHeader(scalarInit() as never));
+      for (let cut = 0; cut < h.length; cut++) {
+        const part = h.subarray(0, cut);
+        let ref: unknown;
+        try {
+          ref = Proto.decode(part);
+        } catch {
+          ref = 'throws';
+        }
+        let got: unknown;
+        try {
+          got = decodeHeader(part);
+        } catch (e) {
+          got = (e as WireError).code === 'BAD_HEADER' ? 'throws' : 'unknown type';
+        }
+        if (ref === 'throws') expect(got).toBe('throws');
+        else if (got !== 'unknown type') {
+          for (const k of ['type', 'id', 'offset', 'length', 'flags', 'seq', 'value'] as const)
+            expect((got as Record<string, number>)[k]).toBe((ref as Record<string, number>)[k]);
+        }
+      }
+    }
+  });
+});
