@@ -13,7 +13,7 @@ export const AL_EXTENT_BYTES = 1 << AL_EXTENT_SHIFT;
 
 export function extentsOf(offset: number, length: number, shift = AL_EXTENT_SHIFT): number[] {
   if (length <= 0) return [];
-  const size = 2 ** shift;
+  const size = shift < 31 ? 1 << shift : 2 ** shift; // (2 ** shift is a Math.pow call per write)
   const first = Math.floor(offset / size);
   const last = Math.floor((offset + length - 1) / size);
   const out: number[] = [];
@@ -147,6 +147,7 @@ export class ActivityLog {
 
   release(extents: readonly number[]): void {
     this.core.release(extents);
+    if (this.#waiters.length === 0) return;
     const w = this.#waiters;
     this.#waiters = [];
     for (const f of w) f();

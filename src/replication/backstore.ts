@@ -51,12 +51,23 @@ export class ReplicatedBackstore extends BackstoreBase implements Backstore {
     this.resource.backing?.release?.(buffer);
   }
 
-  async write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {
-    this.checkOpen('write');
-    const blocks = this.checkData('write', data);
-    const { offset, length } = this.checkRange('write', lba, blocks);
+  /** Not async: the common single request hands the resource's promise through (no extra hops). */
+  write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+    let offset: number;
+    let length: number;
+    try {
+      this.checkOpen('write');
+      const blocks = this.checkData('write', data);
+      ({ offset, length } = this.checkRange('write', lba, blocks));
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
     const fua = opts?.fua === true;
     if (length <= MAX_IO) return this.resource.write(offset, length, data, fua);
+    return this.#writeParts(offset, length, data, fua);
+  }
+
+  async #writeParts(offset: number, length: number, data: Buffer, fua: boolean): Promise<void> {
     const parts: Promise<void>[] = [];
     for (let at = 0; at < length; at += MAX_IO) {
       const n = Math.min(MAX_IO, length - at);

@@ -8,17 +8,29 @@
 interface Entry {
   readonly start: number;
   readonly end: number;
-  readonly done: Promise<void>;
-  release: () => void;
+  /** Made only when a later request has to wait for this one (most never conflict). */
+  done: Promise<void> | null;
+  resolve: (() => void) | null;
+  released: boolean;
+}
+
+function doneOf(e: Entry): Promise<void> {
+  if (e.done === null) {
+    e.done = new Promise<void>((r) => {
+      e.resolve = r;
+    });
+  }
+  return e.done;
 }
 
 export class IntervalLock {
-  #entries: Entry[] = [];
+  /** Insertion order = acquisition order; a request only ever waits for entries already here. */
+  readonly #entries = new Set<Entry>();
   /** Requests that had to wait for an overlapping one (status counter). */
   conflicts = 0;
 
   get held(): number {
-    return this.#entries.length;
+    return this.#entries.size;
   }
 
   /**
@@ -33,31 +45,31 @@ export class IntervalLock {
   /**
    * acquire() that hands back the release function at once when nothing overlaps (no promise to
    * await: at QD32 every await is one more round through the microtask queue behind the other
-   * writes of the burst), else the promise of it.
+   * writes of the burst), else the promise of it. A request that overlaps nothing allocates no
+   * promise at all.
    */
   enter(offset: number, length: number): (() => void) | Promise<() => void> {
     const start = offset;
     const end = offset + Math.max(length, 1);
-    const waits: Promise<void>[] = [];
-    for (const e of this.#entries) if (e.start < end && start < e.end) waits.push(e.done);
-    let release!: () => void;
-    const done = new Promise<void>((r) => {
-      release = r;
-    });
-    const entry: Entry = { start, end, done, release: () => {} };
-    entry.release = () => {
-      const i = this.#entries.indexOf(entry);
-      if (i >= 0) this.#entries.splice(i, 1);
-      release();
+    let waits: Promise<void>[] | null = null;
+    for (const e of this.#entries) {
+      if (e.start < end && start < e.end) (waits ??= []).push(doneOf(e));
+    }
+    const entry: Entry = { start, end, done: null, resolve: null, released: false };
+    const release = (): void => {
+      if (entry.released) return;
+      entry.released = true;
+      this.#entries.delete(entry);
+      entry.resolve?.();
     };
-    this.#entries.push(entry);
-    if (waits.length === 0) return entry.release;
+    this.#entries.add(entry);
+    if (waits === null) return release;
     this.conflicts++;
-    return Promise.all(waits).then(() => entry.release);
+    return Promise.all(waits).then(() => release);
   }
 
   /** Resolves when every request enqueued so far has released. */
   async drain(): Promise<void> {
-    await Promise.all(this.#entries.map((e) => e.done));
+    await Promise.all([...this.#entries].map(doneOf));
   }
 }

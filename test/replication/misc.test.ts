@@ -56,6 +56,26 @@ describe('IntervalLock', () => {
     expect(lock.held).toBe(0);
     expect(lock.conflicts).toBe(1);
   });
+
+  it('drain() waits for entries that nobody waited on; releasing twice is harmless', async () => {
+    const lock = new IntervalLock();
+    const r1 = lock.enter(0, 4096) as () => void;
+    const r2 = lock.enter(4096, 4096) as () => void;
+    let drained = false;
+    const d = lock.drain().then(() => {
+      drained = true;
+    });
+    r1();
+    r1(); // a second release must not free anyone else's entry
+    expect(lock.held).toBe(1);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(drained).toBe(false);
+    r2();
+    await d;
+    expect(drained).toBe(true);
+    // Entries taken after a release that overlap only released ones do not wait.
+    expect(typeof lock.enter(0, 8192)).toBe('function');
+  });
 });
 
 describe('config', () => {
