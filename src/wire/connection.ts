@@ -129,6 +129,11 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
     return this.socket.write(body, onFlushed);
   }
 
+  /** Hands the frames sent so far to the kernel now (one writev) instead of at the end of the tick. */
+  flush(): void {
+    this.#uncork();
+  }
+
   readonly #uncork = (): void => {
     if (!this.#corked) return;
     this.#corked = false;

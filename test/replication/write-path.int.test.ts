@@ -164,9 +164,21 @@ describe('write path mechanics', () => {
     };
     const { a, b, bs } = await primaryPair(cfg, open);
     primary = a;
-    // QD1 and a burst of 16 at once (their frames leave in one writev, then the local writes go).
+    // QD1 and a burst of 16 at once: the frames of the first 12 leave in one writev and their local
+    // writes are submitted at once, while the burst is still being issued (FRAME_GROUP); the
+    // other 4 at the end of the tick.
     for (let i = 0; i < 20; i++) await bs.write(i * 2, Buffer.alloc(4096, i));
-    await Promise.all(Array.from({ length: 16 }, (_, i) => bs.write(100 + i, Buffer.alloc(4096, i))));
+    const burst: Promise<void>[] = [];
+    const before: number[] = [];
+    for (let i = 0; i < 16; i++) {
+      before.push(seen.length - 20);
+      burst.push(bs.write(100 + i, Buffer.alloc(4096, i)));
+    }
+    const atEnd = seen.length - 20;
+    await Promise.all(burst);
+    expect(before[12]).toBe(12);
+    expect(before.slice(0, 12).every((n) => n === 0)).toBe(true);
+    expect(atEnd).toBe(12);
     expect(seen.length).toBe(36);
     // Both ends read into the static buffer (dialer: connect's onread; acceptor: socket taken
     // over), not through 'data' events with a Buffer per read.
