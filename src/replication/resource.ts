@@ -87,6 +87,15 @@ const PROTO_A_MAX_UNACKED = 2048;
  */
 const FRAME_GROUP = frameGroupSetting();
 
+/**
+ * From this size on the local write is submitted first and the DATA frame follows at the end of
+ * the tick: handing 1 MiB to loopback TCP takes ~250 µs of the Primary's thread (copy plus the
+ * receiver's TCP processing), during which the local disk would otherwise idle, while submitting
+ * an O_DIRECT write is short. 1 MiB sequential writes at QD4, protocol C, peer on tmpfs,
+ * 3 rounds: 1,737 / 1,824 / 1,682 → 2,005 / 1,920 / 1,954 MiB/s.
+ */
+const LOCAL_FIRST_BYTES = 256 * 1024;
+
 /** FRAME_GROUP: 12, or LUNAR_REPL_FRAME_GROUP (a positive integer; for measurements). */
 function frameGroupSetting(): number {
   const v = Number(process.env['LUNAR_REPL_FRAME_GROUP'] ?? '');
@@ -614,7 +623,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
         else this.#markOutOfSync(p, offset, length);
       }
       // The local write is submitted once the DATA frames are in the kernel (one writev for the
-      // frames of a tick or of FRAME_GROUP writes), so the peer's write starts as early as possible.
+      // frames of a tick or of FRAME_GROUP writes), so the peer's write starts as early as possible
+      // — except large writes (LOCAL_FIRST_BYTES), whose frames take longer to hand over.
       this.localPending++;
       try {
         const local = (): Promise<void> => {
@@ -626,7 +636,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
             return Promise.reject(e as Error); // a backstore that throws instead of rejecting
           }
         };
-        if (waits.length === 0) await local();
+        if (waits.length === 0 || length >= LOCAL_FIRST_BYTES) await local();
         else
           await new Promise<void>((resolve, reject) =>
             this.#whenFramesSent(() => local().then(resolve, reject)),

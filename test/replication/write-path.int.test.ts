@@ -198,6 +198,9 @@ describe('write path mechanics', () => {
     expect(reader?.bytesInPlace).toBe(0);
     await bs.write(512, Buffer.alloc(1024 * 1024, 7));
     expect(reader?.bytesInPlace).toBeGreaterThan(0);
+    // A write of 256 KiB or more is submitted locally first; its frame leaves at the end of the tick.
+    expect(seen.length).toBe(37);
+    expect(seen[36]?.corked).not.toBe(0);
     expect(await a.verify()).toBe(0);
   });
 
