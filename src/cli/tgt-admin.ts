@@ -356,12 +356,11 @@ export function lunCommands(t: ConfTarget, tid: number, lun: number, l: ConfLun)
   return out;
 }
 
-/** The tgtadm requests that create a whole target. */
 /** The tgtadm line that binds a CHAP account to a target or unbinds it (incoming, or outgoing). */
 function accountBinding(op: 'bind' | 'unbind', tid: string, user: string, outgoing: boolean): Argv {
-  const T = ['--lld', 'iscsi'];
   return [
-    ...T,
+    '--lld',
+    'iscsi',
     '--op',
     op,
     '--mode',
@@ -383,6 +382,7 @@ function accountCommands(a: { user: string; password: string }, tid: string, out
   ];
 }
 
+/** The tgtadm requests that create a whole target. */
 export function targetCommands(t: ConfTarget, tid: number): Argv[] {
   const T = ['--lld', 'iscsi'];
   const out: Argv[] = [[...T, '--op', 'new', '--mode', 'target', '--tid', String(tid), '-T', t.name]];

@@ -146,12 +146,20 @@ export class WireError extends Error {
 }
 
 export function encodeHeader(p: PacketInit): Uint8Array {
+  return headerAfter(p, 0);
+}
+
+/** The encoded header of `p` at offset `room` of a new Buffer (the bytes before it left for the caller). */
+function headerAfter(p: PacketInit, room: number): Buffer {
   if (isScalarOnly(p)) {
-    const out = Buffer.allocUnsafe(scalarHeaderLength(p));
-    writeScalarHeader(p, out, 0);
+    const out = Buffer.allocUnsafe(room + scalarHeaderLength(p));
+    writeScalarHeader(p, out, room);
     return out;
   }
-  return PacketProto.encode(p as unknown as Record<string, unknown>).finish();
+  const h = PacketProto.encode(p as unknown as Record<string, unknown>).finish();
+  const out = Buffer.allocUnsafe(room + h.length);
+  out.set(h, room);
+  return out;
 }
 
 // ---- Hot-path header codec --------------------------------------------------------------------
@@ -293,18 +301,8 @@ function readScalarHeader(h: Uint8Array): Packet | null {
  */
 export function encodeFrame(p: PacketInit, payload?: Uint8Array): [Buffer, Uint8Array | null] {
   const plen = payload === undefined ? 0 : payload.length;
-  let prefix: Buffer;
-  let hlen: number;
-  if (isScalarOnly(p)) {
-    hlen = scalarHeaderLength(p);
-    prefix = Buffer.allocUnsafe(FRAME_PREFIX + hlen);
-    writeScalarHeader(p, prefix, FRAME_PREFIX);
-  } else {
-    const h = encodeHeader(p);
-    hlen = h.length;
-    prefix = Buffer.allocUnsafe(FRAME_PREFIX + hlen);
-    prefix.set(h, FRAME_PREFIX);
-  }
+  const prefix = headerAfter(p, FRAME_PREFIX);
+  const hlen = prefix.length - FRAME_PREFIX;
   prefix.writeUInt32BE(4 + hlen + plen, 0);
   prefix.writeUInt32BE(hlen, 4);
   return [prefix, plen > 0 ? (payload as Uint8Array) : null];
