@@ -79,7 +79,7 @@ static Napi::Object LunarInit(Napi::Env env, Napi::Object exports) {
   lunar::InitCrc32c(env, exports);
   lunar::InitPool(env, exports);
   lunar::InitFile(env, exports);
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

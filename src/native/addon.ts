@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { BlockFile } from './file-types.js';
 
 /** ABI of the addon this TypeScript expects (native/addon.cc exports the same number). */
-const EXPECTED_ABI = 1;
+const EXPECTED_ABI = 2;
 
 export interface NativePoolStats {
   /** Bytes in Buffers handed out and not yet collected (what is reported to V8 as external). */
@@ -41,6 +41,13 @@ export interface NativeFileHandle extends Omit<BlockFile, 'native' | 'engine'> {
    * other files. LUNAR_MEMFILE_INLINE_MAX (bytes) overrides the default of 1 MiB at open.
    */
   readonly inlineMax: number;
+  /**
+   * Memory-backed files: inline transfers copy through a shared mapping of the file (a memcpy
+   * instead of the page cache's per-page write path), made at the first inline transfer over the
+   * file's size then; false before that, when LUNAR_MEMFILE_MMAP=0, or once a fault (the file
+   * shrank, tmpfs full) made the handle fall back to pread/pwrite.
+   */
+  readonly mapped: boolean;
 }
 
 /** 'auto' = io_uring when the kernel allows it (unless LUNAR_IO_ENGINE=threadpool), else the pool. */

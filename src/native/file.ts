@@ -51,6 +51,11 @@ class NativeBlockFile implements BlockFile {
     return this.#h.inlineMax;
   }
 
+  /** Inline transfers copy through a shared mapping of the file (native only; see NativeFileHandle.mapped). */
+  get mapped(): boolean {
+    return this.#h.mapped;
+  }
+
   read(buffer: Uint8Array, offset: number): Promise<number> {
     try {
       return this.#h.read(buffer, offset);

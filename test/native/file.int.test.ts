@@ -1,4 +1,6 @@
-import { chmod, stat, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdtemp, open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -412,6 +414,166 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
       }
     });
   }
+
+  type Mapped = Native & { mapped: boolean };
+  const openMem = async (
+    path: string,
+    opts: { readOnly?: boolean; engine?: 'io_uring' | 'threadpool' } = {},
+  ) => (await openNativeFile(path, { create: opts.readOnly !== true, direct: true, ...opts })) as Mapped;
+
+  it('inline transfers copy through a shared mapping: other readers and writers see the same bytes', async () => {
+    const s = await tmpfsScratch('native');
+    if (s === null) return;
+    try {
+      const path = join(s.dir, 'map.img');
+      await writeFile(path, patternBytes(1 << 20, 3)); // fully allocated: reads use the mapping too
+      const f = await openMem(path);
+      expect(f.mapped).toBe(false); // mapped at the first inline transfer
+      const data = patternBytes(8192 + 100, 4);
+      expect(await f.write(data, 4096 + 7)).toBe(data.length); // unaligned offset and length
+      expect(f.mapped).toBe(true);
+      const outside = await readFile(path);
+      expect(outside.subarray(4096 + 7, 4096 + 7 + data.length).equals(data)).toBe(true);
+      expect(outside.subarray(0, 4096 + 7).equals(patternBytes(1 << 20, 3).subarray(0, 4096 + 7))).toBe(true);
+      // Written by someone else: our read through the mapping sees it.
+      const fd = await open(path, 'r+');
+      await fd.write(Buffer.from('from outside'), 0, 12, 500_000);
+      await fd.close();
+      const back = Buffer.alloc(12);
+      expect(await f.read(back, 500_000)).toBe(12);
+      expect(back.toString()).toBe('from outside');
+      // writev / readv of several pieces, and a transfer that runs past the mapped size.
+      const parts = [patternBytes(3000, 5), patternBytes(5192, 6)];
+      expect(await f.writev(parts, 65536, true)).toBe(8192);
+      const got = [Buffer.alloc(4096), Buffer.alloc(4096)];
+      expect(await f.readv(got, 65536)).toBe(8192);
+      expect(Buffer.concat(got).equals(Buffer.concat(parts))).toBe(true);
+      expect(await f.write(patternBytes(4096, 7), (1 << 20) - 2048)).toBe(4096); // grows the file
+      expect((await stat(path)).size).toBe((1 << 20) + 2048);
+      const tail = Buffer.alloc(4096);
+      expect(await f.read(tail, (1 << 20) - 2048)).toBe(4096);
+      expect(tail.equals(patternBytes(4096, 7))).toBe(true);
+      await f.close();
+      expect(f.mapped).toBe(false);
+    } finally {
+      await s.cleanup();
+    }
+  });
+
+  it('a file shrunk under the mapping: the write faults, falls back to pwrite, and lands', async () => {
+    const s = await tmpfsScratch('native');
+    if (s === null) return;
+    try {
+      const path = join(s.dir, 'shrink.img');
+      await writeFile(path, Buffer.alloc(1 << 20));
+      const f = await openMem(path);
+      await f.write(patternBytes(4096, 1), 0);
+      expect(f.mapped).toBe(true);
+      await truncate(path, 8192); // behind lunar's back: the mapping's pages past 8 KiB are gone
+      const data = patternBytes(4096, 2);
+      expect(await f.write(data, 512 * 1024)).toBe(4096); // SIGBUS in the copy, caught
+      expect(f.mapped).toBe(false);
+      const back = Buffer.alloc(4096);
+      expect(await f.read(back, 512 * 1024)).toBe(4096);
+      expect(back.equals(data)).toBe(true);
+      expect((await stat(path)).size).toBe(512 * 1024 + 4096);
+      // A read past the new end from the mapping would fault as well: plain pread, 0 bytes.
+      expect(await f.read(back, 600 * 1024)).toBe(0);
+      await f.close();
+    } finally {
+      await s.cleanup();
+    }
+  });
+
+  it('holes: writes map pages as pwrite would; reads of a sparse or punched file use pread', async () => {
+    const s = await tmpfsScratch('native');
+    if (s === null) return;
+    try {
+      const path = join(s.dir, 'sparse.img');
+      const f = await openMem(path);
+      await f.truncate(1 << 20);
+      const data = patternBytes(4096, 9);
+      await f.write(data, 8192);
+      expect(f.mapped).toBe(true); // mapped after the truncate, over the new size
+      const back = Buffer.alloc(4096);
+      await f.read(back, 8192);
+      expect(back.equals(data)).toBe(true);
+      await f.read(back, 65536); // a hole: zeros, and no page allocated for it
+      expect(back.equals(Buffer.alloc(4096))).toBe(true);
+      expect((await stat(path)).blocks * 512).toBe(4096);
+      await f.punchHole(8192, 4096);
+      await f.read(back, 8192);
+      expect(back.equals(Buffer.alloc(4096))).toBe(true);
+      await f.write(data, 12288);
+      expect((await stat(path)).blocks * 512).toBe(4096);
+      await f.close();
+    } finally {
+      await s.cleanup();
+    }
+  });
+
+  it('a full tmpfs: a write into a hole faults in the mapping and fails with ENOSPC, no crash', async () => {
+    // Needs a tmpfs of its own (1 MiB) to fill: root, and mount allowed; otherwise nothing to test.
+    const mnt = await mkdtemp(join(tmpdir(), 'lunar-full-'));
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]).status !== 0) {
+      await rm(mnt, { recursive: true, force: true });
+      return;
+    }
+    try {
+      const path = join(mnt, 'full.img');
+      const f = await openMem(path);
+      await f.truncate(4 << 20); // sparse, larger than the filesystem
+      await f.write(patternBytes(4096, 1), 0);
+      expect(f.mapped).toBe(true);
+      let err: (Error & { code?: string }) | null = null;
+      for (let at = 65536; at < 4 << 20 && err === null; at += 65536) {
+        try {
+          await f.write(patternBytes(65536, 2), at);
+        } catch (e) {
+          err = e as Error & { code?: string };
+        }
+      }
+      expect(err).toMatchObject({ code: 'ENOSPC' });
+      expect(f.mapped).toBe(false);
+      const back = Buffer.alloc(4096);
+      expect(await f.read(back, 0)).toBe(4096); // the handle still works
+      expect(back.equals(patternBytes(4096, 1))).toBe(true);
+      await f.close();
+    } finally {
+      spawnSync('umount', [mnt]);
+      await rm(mnt, { recursive: true, force: true });
+    }
+  });
+
+  it('read-only handles map read-only; LUNAR_MEMFILE_MMAP=0 keeps pread/pwrite', async () => {
+    const s = await tmpfsScratch('native');
+    if (s === null) return;
+    try {
+      const path = join(s.dir, 'ro.img');
+      const content = patternBytes(65536, 11);
+      await writeFile(path, content);
+      const ro = await openMem(path, { readOnly: true });
+      const back = Buffer.alloc(4096);
+      await ro.read(back, 4096);
+      expect(ro.mapped).toBe(true);
+      expect(back.equals(content.subarray(4096, 8192))).toBe(true);
+      expect(await rejection(ro.write(back, 0))).toMatchObject({ code: 'EBADF' });
+      await ro.close();
+      process.env['LUNAR_MEMFILE_MMAP'] = '0';
+      try {
+        const f = await openMem(path);
+        await f.write(back, 0);
+        expect(f.mapped).toBe(false);
+        expect(f.inflight).toBe(0); // still inline
+        await f.close();
+      } finally {
+        delete process.env['LUNAR_MEMFILE_MMAP'];
+      }
+      expect((await readFile(path)).subarray(0, 4096).equals(content.subarray(4096, 8192))).toBe(true);
+    } finally {
+      await s.cleanup();
+    }
+  });
 
   it('files on a disk are not memory-backed and never run inline', async () => {
     const f = (await openNativeFile(fresh('disk'), { create: true, direct: true })) as Native;
