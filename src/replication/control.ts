@@ -11,9 +11,10 @@
  * load (a write load generator for tests and demos: FUA writes of stamped 4 KiB blocks, one
  * `{"ack":seq,"block":n}` line per acknowledged write, then the usual reply).
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import type { Backstore } from '../backstore/types.js';
+import { allocAligned } from '../native/index.js';
 import { ReplicatedBackstore } from './backstore.js';
 import type { ResourceConfig } from './config.js';
 import { removeStale, type Resource } from './resource.js';
@@ -297,7 +298,8 @@ export interface BenchResult {
 /**
  * Benchmark load (bench/repl.ts): `size`-byte writes at queue depth `qd` for `seconds` (after
  * `warmupMs` not counted), random (`pattern: 'rand'`) or sequential; `raw: true` writes the local
- * backing store directly (the local-only baseline, no replication). Buffers are allocated once.
+ * backing store directly (the local-only baseline, no replication). Buffers are allocated once,
+ * aligned.
  */
 export async function benchLoad(r: Resource, req: ControlRequest): Promise<BenchResult> {
   const n = (k: string, d: number): number => (typeof req[k] === 'number' ? (req[k] as number) : d);
@@ -312,7 +314,9 @@ export async function benchLoad(r: Resource, req: ControlRequest): Promise<Bench
   if (bs === null) throw new Error('bench: no local disk');
   const per = size / bs.blockSize;
   const slots = Math.floor(r.sizeBytes / size);
-  const bufs = Array.from({ length: qd }, () => randomBytes(size));
+  // Aligned like the iSCSI layer's write buffers (its Data-Out lands in an aligned pool), so the
+  // O_DIRECT backing file takes them as they are instead of through a bounce copy.
+  const bufs = Array.from({ length: qd }, () => randomFillSync(allocAligned(size, { zero: false })));
   const rand = xorshift32(0x2545f491);
   let next = 0;
   const lat: number[] = [];
