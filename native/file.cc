@@ -25,6 +25,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #ifdef LUNAR_HAVE_LIBURING
 #include <liburing.h>
 #include <sys/eventfd.h>
@@ -330,8 +334,40 @@ bool SigbusGuardInstalled() {
   return true;
 }
 
-// memcpy that returns false instead of dying when the mapping faults (SIGBUS).
-bool GuardedCopy(void* dst, const void* src, size_t n) {
+#if defined(__x86_64__)
+// Copies into the mapping with non-temporal stores: the file's pages are cold (a 1 MiB write
+// lands somewhere in a file far larger than the caches), and ordinary stores first read each
+// destination line in (read-for-ownership), then evict something hot for it. glibc's memcpy
+// streams only far above 1 MiB (its threshold is a share of the L3 size).
+constexpr size_t kStreamMin = 64 * 1024;
+bool g_stream = std::getenv("LUNAR_MEMFILE_NT") == nullptr || std::strcmp(std::getenv("LUNAR_MEMFILE_NT"), "0") != 0;
+void StreamCopy(void* dst, const void* src, size_t n) {
+  auto* d = static_cast<uint8_t*>(dst);
+  const auto* s = static_cast<const uint8_t*>(src);
+  size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
+  std::memcpy(d, s, head);
+  d += head;
+  s += head;
+  n -= head;
+  size_t blocks = n / 64;
+  for (size_t i = 0; i < blocks; i++, d += 64, s += 64) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+    __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 16));
+    __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 32));
+    __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 48));
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d), a);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 16), b);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 32), c);
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 48), e);
+  }
+  _mm_sfence();
+  std::memcpy(d, s, n % 64);
+}
+#endif
+
+// memcpy that returns false instead of dying when the mapping faults (SIGBUS). `to_map`: the
+// destination is the mapping (a write).
+bool GuardedCopy(void* dst, const void* src, size_t n, bool to_map) {
   sigjmp_buf jump;
   if (sigsetjmp(jump, 0) != 0) {
     t_bus_jump = nullptr;
@@ -339,7 +375,13 @@ bool GuardedCopy(void* dst, const void* src, size_t n) {
   }
   t_bus_jump = &jump;
   std::atomic_signal_fence(std::memory_order_seq_cst);
+#if defined(__x86_64__)
+  if (to_map && n >= kStreamMin && g_stream) StreamCopy(dst, src, n);
+  else std::memcpy(dst, src, n);
+#else
+  (void)to_map;
   std::memcpy(dst, src, n);
+#endif
   std::atomic_signal_fence(std::memory_order_seq_cst);
   t_bus_jump = nullptr;
   return true;
@@ -785,7 +827,8 @@ bool FileHandle::CopyMapped(Op op, const std::vector<struct iovec>& iov, uint64_
   if (off > map_len_ || total > map_len_ - off) return false;  // beyond the mapped size
   uint64_t at = off;
   for (const auto& v : iov) {
-    bool ok = is_read ? GuardedCopy(v.iov_base, map_ + at, v.iov_len) : GuardedCopy(map_ + at, v.iov_base, v.iov_len);
+    bool ok = is_read ? GuardedCopy(v.iov_base, map_ + at, v.iov_len, false)
+                      : GuardedCopy(map_ + at, v.iov_base, v.iov_len, true);
     if (!ok) {
       Unmap();  // the file changed under us: no mapping any more for this handle
       map_wanted_ = false;
