@@ -435,6 +435,13 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
       const outside = await readFile(path);
       expect(outside.subarray(4096 + 7, 4096 + 7 + data.length).equals(data)).toBe(true);
       expect(outside.subarray(0, 4096 + 7).equals(patternBytes(1 << 20, 3).subarray(0, 4096 + 7))).toBe(true);
+      // 64 KiB or more: streaming stores, here from an odd offset with an odd length.
+      const large = patternBytes(200_003, 8);
+      expect(await f.write(large, 300_001)).toBe(large.length);
+      const seen = await readFile(path);
+      expect(seen.subarray(300_001, 300_001 + large.length).equals(large)).toBe(true);
+      expect(seen[300_000]).toBe(patternBytes(1 << 20, 3)[300_000]);
+      expect(seen[300_001 + large.length]).toBe(patternBytes(1 << 20, 3)[300_001 + large.length]);
       // Written by someone else: our read through the mapping sees it.
       const fd = await open(path, 'r+');
       await fd.write(Buffer.from('from outside'), 0, 12, 500_000);
