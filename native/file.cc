@@ -309,7 +309,7 @@ std::mutex g_bus_mutex;
 
 void OnSigbus(int sig, siginfo_t* si, void* uc) {
   if (t_bus_jump != nullptr) siglongjmp(*t_bus_jump, 1);  // a fault of our copy: abandon it
-  // Not ours: whatever handled SIGBUS before us; with no handler, the default action (the faulting
+  // Not ours: whatever handled SIGBUS before us; with no handler, the default action (a fault's
   // instruction runs again once this returns, and the signal kills the process as usual).
   if ((g_prev_bus.sa_flags & SA_SIGINFO) != 0 && g_prev_bus.sa_sigaction != nullptr) {
     g_prev_bus.sa_sigaction(sig, si, uc);
@@ -317,6 +317,7 @@ void OnSigbus(int sig, siginfo_t* si, void* uc) {
     g_prev_bus.sa_handler(sig);
   } else {
     signal(SIGBUS, SIG_DFL);
+    if (si == nullptr || si->si_code <= 0) raise(sig);  // sent (kill), not a fault: deliver it now
   }
 }
 
