@@ -4,15 +4,50 @@ import type { WireConnection } from '../wire/connection.js';
 import type { NodeConfig } from './config.js';
 import type { ConnState, DiskState, ReplState, Role } from './states.js';
 
+/**
+ * One replicated write on the Primary, from its interval lock to its completion: a fixed-shape
+ * record the write path moves along (its local I/O and every peer count down to the end) instead
+ * of an async function with a promise per step and per peer.
+ */
+export class WriteOp {
+  readonly offset: number;
+  readonly length: number;
+  readonly data: Buffer | null;
+  readonly fua: boolean;
+  /** The interval lock's release (set once the lock is held). */
+  release: (() => void) | null = null;
+  /** AL extents referenced (released at the end); null before they are. */
+  extents: number[] | null = null;
+  /** Peers still to answer (per protocol). */
+  peers = 0;
+  /** 0: local write not finished; 1: done; 2: failed (`error`). */
+  local = 0;
+  error: unknown = null;
+  /** Ended early (an exception before the I/O started): late peer answers are ignored. */
+  dead = false;
+  resolve: () => void = noop;
+  reject: (e: unknown) => void = noop;
+
+  constructor(offset: number, length: number, data: Buffer | null, fua: boolean) {
+    this.offset = offset;
+    this.length = length;
+    this.data = data;
+    this.fua = fua;
+  }
+}
+
+function noop(): void {}
+
 /** A replicated write waiting for the peer. */
 export interface PendingWrite {
   readonly kind: 'write';
   readonly offset: number;
   readonly length: number;
   readonly sentAt: number;
-  /** Resolves the application-side wait (per protocol). */
-  onRecv: (() => void) | null;
-  onWritten: (() => void) | null;
+  /** The write to tell (per protocol), null once told or when nothing waits (protocol A). */
+  waiter: WriteOp | null;
+  /** The waiter is told at RECV_ACK (protocol B), else at WRITE_ACK / NEG_ACK / connection loss. */
+  readonly atRecv: boolean;
 }
 
 /** Any other request answered by one packet (flush, resync, verify). */

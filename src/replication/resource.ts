@@ -14,7 +14,7 @@ import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { openBackstore } from '../backstore/index.js';
-import { type Backstore, BackstoreError, BackstoreErrorCode } from '../backstore/types.js';
+import { type Backstore, BackstoreError, BackstoreErrorCode, type WriteOptions } from '../backstore/types.js';
 import { type Logger, silentLogger } from '../util/log.js';
 import {
   DataFlags,
@@ -33,7 +33,7 @@ import { metaPath, type NodeConfig, type ResourceConfig } from './config.js';
 import { blockDigests, diffMask, digestLength, maskBit } from './digest.js';
 import { IntervalLock } from './interval-lock.js';
 import { Metadata } from './metadata.js';
-import { Peer, type PendingWrite, type SyncRun } from './peer.js';
+import { Peer, type PendingWrite, type SyncRun, WriteOp } from './peer.js';
 import {
   type ConnState,
   type DiskState,
@@ -95,6 +95,10 @@ const FRAME_GROUP = frameGroupSetting();
  * 3 rounds: 1,737 / 1,824 / 1,682 → 2,005 / 1,920 / 1,954 MiB/s.
  */
 const LOCAL_FIRST_BYTES = 256 * 1024;
+
+/** The local write's options (shared: no object per write). */
+const FUA: WriteOptions = Object.freeze({ fua: true });
+const NO_FUA: WriteOptions = Object.freeze({ fua: false });
 
 /** FRAME_GROUP: 12, or LUNAR_REPL_FRAME_GROUP (a positive integer; for measurements). */
 function frameGroupSetting(): number {
@@ -205,8 +209,12 @@ export class Resource extends EventEmitter<ResourceEvents> {
   /** I/O frozen: quorum lost with suspend-io, or fencing with resource-and-stonith. */
   suspendedBy: Set<'quorum' | 'fencing' | 'user'> = new Set();
   #resumeWaiters: (() => void)[] = [];
-  /** Local submits of replicated writes waiting for their DATA frames to reach the kernel. */
-  #afterFrames: (() => void)[] = [];
+  /** Replicated writes whose local submit waits for their DATA frames to reach the kernel. */
+  #afterFrames: WriteOp[] = [];
+  /** The other array #sendFrames swaps in (no array per group). */
+  #afterFramesSpare: WriteOp[] = [];
+  /** The peers' values as an array (the set is fixed at construction): no iterator per write. */
+  readonly #peerList: Peer[] = [];
   #framesTickArmed = false;
   #server: Server | null = null;
   #tick: NodeJS.Timeout | null = null;
@@ -227,6 +235,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
     this.me = me;
     this.log = (o.logger ?? silentLogger).child({ res: o.config.name, node: o.nodeId });
     for (const n of o.config.nodes) if (n.id !== me.id) this.peers.set(n.id, new Peer(n));
+    this.#peerList.push(...this.peers.values());
     this.#openBacking =
       o.openBacking ??
       ((n, c) =>
@@ -599,72 +608,160 @@ export class Resource extends EventEmitter<ResourceEvents> {
    * Replicated write. `data === null` writes zeros (unmap / write-same of zeros). Completes when the
    * local disk has it and, per protocol, every connected peer has it sent (A), received (B) or on
    * disk (C). A peer that drops meanwhile gets the range marked in its bitmap instead.
+   *
+   * Not an async function: a write is a WriteOp record moved along by callbacks (lock, AL, frames
+   * sent, local completion, each peer's answer), one promise for the caller and none per step.
+   * The common case (not suspended, no overlap, extents active) runs synchronously up to the
+   * frames sent, as before.
    */
-  async write(offset: number, length: number, data: Buffer | null, fua: boolean): Promise<void> {
-    this.#mustBeUp();
-    // The common case (not suspended, no overlap, extents active) takes no await before the
-    // frames are sent: each await costs a round through a microtask queue full of the burst.
-    if (!this.#ioOpen()) await this.#ioGate();
-    if (this.role !== 'Primary') {
-      throw new BackstoreError(BackstoreErrorCode.READ_ONLY, `${this.name}: writes need the Primary role`);
+  write(offset: number, length: number, data: Buffer | null, fua: boolean): Promise<void> {
+    try {
+      this.#mustBeUp();
+      if (!this.#ioOpen()) return this.#ioGate().then(() => this.#writeStart(offset, length, data, fua));
+    } catch (e) {
+      return Promise.reject(e as Error);
     }
-    const b = this.#backing();
-    const al = this.al as ActivityLog;
+    return this.#writeStart(offset, length, data, fua);
+  }
+
+  /** write() past the I/O gate: role check, then the interval lock (its order is fixed here). */
+  #writeStart(offset: number, length: number, data: Buffer | null, fua: boolean): Promise<void> {
+    if (this.role !== 'Primary') {
+      return Promise.reject(
+        new BackstoreError(BackstoreErrorCode.READ_ONLY, `${this.name}: writes need the Primary role`),
+      );
+    }
+    if (this.backing === null) {
+      return Promise.reject(new BackstoreError(BackstoreErrorCode.IO, `${this.name}: no local disk`));
+    }
+    const op = new WriteOp(offset, length, data, fua);
+    const done = new Promise<void>((resolve, reject) => {
+      op.resolve = resolve;
+      op.reject = reject;
+    });
     this.appPending++;
     const entered = this.lock.enter(offset, length);
-    const release = typeof entered === 'function' ? entered : await entered;
-    let extents: number[] = [];
-    try {
-      extents = al.tryAcquire(offset, length) ?? (await al.acquire(offset, length));
-      const waits: Promise<void>[] = [];
-      for (const p of this.peers.values()) {
-        if (!p.diskful) continue;
-        if (this.#sendsWrites(p)) waits.push(this.#replicate(p, offset, length, data, fua));
-        else this.#markOutOfSync(p, offset, length);
-      }
-      // The local write is submitted once the DATA frames are in the kernel (one writev for the
-      // frames of a tick or of FRAME_GROUP writes), so the peer's write starts as early as possible
-      // — except large writes (LOCAL_FIRST_BYTES), whose frames take longer to hand over.
-      this.localPending++;
-      try {
-        const local = (): Promise<void> => {
-          try {
-            return data === null
-              ? b.writeSame(offset / b.blockSize, length / b.blockSize, null, { fua })
-              : b.write(offset / b.blockSize, data, { fua });
-          } catch (e) {
-            return Promise.reject(e as Error); // a backstore that throws instead of rejecting
-          }
-        };
-        if (waits.length === 0 || length >= LOCAL_FIRST_BYTES) await local();
-        else
-          await new Promise<void>((resolve, reject) =>
-            this.#whenFramesSent(() => local().then(resolve, reject)),
-          );
-      } catch (e) {
-        // The peers may have the new data while this disk does not: record the range as out of
-        // sync towards every peer (status shows it; the next resync makes the replicas agree).
-        await Promise.all(waits);
-        for (const p of this.peers.values()) this.#markOutOfSync(p, offset, length);
-        throw e;
-      } finally {
-        this.localPending--;
-      }
-      this.writtenBytes += length;
-      await Promise.all(waits);
-    } finally {
-      if (extents.length > 0) al.release(extents);
-      release();
-      this.appPending--;
+    if (typeof entered === 'function') {
+      op.release = entered;
+      this.#writeLocked(op);
+    } else {
+      // The lock's promise never rejects.
+      void entered.then((release) => {
+        op.release = release;
+        this.#writeLocked(op);
+      });
     }
+    return done;
+  }
+
+  /** Lock held: the AL extents (a transaction first when one is not active). */
+  #writeLocked(op: WriteOp): void {
+    const al = this.al as ActivityLog;
+    const ex = al.tryAcquire(op.offset, op.length);
+    if (ex !== null) {
+      op.extents = ex;
+      this.#writeIssue(op);
+      return;
+    }
+    al.acquire(op.offset, op.length).then(
+      (extents) => {
+        op.extents = extents;
+        this.#writeIssue(op);
+      },
+      (e: unknown) => this.#writeAbort(op, e),
+    );
+  }
+
+  /** Lock and AL held: DATA to the peers, then (or, for large writes, at once) the local write. */
+  #writeIssue(op: WriteOp): void {
+    let n = 0;
+    try {
+      const peers = this.#peerList;
+      for (let i = 0; i < peers.length; i++) {
+        const p = peers[i] as Peer;
+        if (!p.diskful) continue;
+        if (this.#sendsWrites(p)) {
+          n++;
+          op.peers++;
+          this.#replicate(p, op);
+        } else this.#markOutOfSync(p, op.offset, op.length);
+      }
+    } catch (e) {
+      this.#writeAbort(op, e);
+      return;
+    }
+    // The local write is submitted once the DATA frames are in the kernel (one writev for the
+    // frames of a tick or of FRAME_GROUP writes), so the peer's write starts as early as possible
+    // — except large writes (LOCAL_FIRST_BYTES), whose frames take longer to hand over.
+    this.localPending++;
+    if (n === 0 || op.length >= LOCAL_FIRST_BYTES) this.#submitLocal(op);
+    else this.#whenFramesSent(op);
+  }
+
+  #submitLocal(op: WriteOp): void {
+    const b = this.backing as Backstore;
+    let local: Promise<void>;
+    try {
+      local =
+        op.data === null
+          ? b.writeSame(op.offset / b.blockSize, op.length / b.blockSize, null, op.fua ? FUA : NO_FUA)
+          : b.write(op.offset / b.blockSize, op.data, op.fua ? FUA : NO_FUA);
+    } catch (e) {
+      local = Promise.reject(e as Error); // a backstore that throws instead of rejecting
+    }
+    local.then(
+      () => {
+        this.localPending--;
+        this.writtenBytes += op.length;
+        op.local = 1;
+        if (op.peers === 0) this.#writeEnd(op);
+      },
+      (e: unknown) => {
+        op.local = 2;
+        op.error = e;
+        if (op.peers === 0) this.#writeEnd(op);
+      },
+    );
+  }
+
+  /** A peer answered (per protocol) or dropped. */
+  #peerDone(op: WriteOp): void {
+    if (--op.peers === 0 && op.local !== 0 && !op.dead) this.#writeEnd(op);
+  }
+
+  /** Local write and every peer done. */
+  #writeEnd(op: WriteOp): void {
+    if (op.local === 2) {
+      // The peers may have the new data while this disk does not: record the range as out of
+      // sync towards every peer (status shows it; the next resync makes the replicas agree).
+      for (const p of this.#peerList) this.#markOutOfSync(p, op.offset, op.length);
+      this.localPending--;
+    }
+    this.#writeRelease(op);
+    if (op.local === 2) op.reject(op.error);
+    else op.resolve();
+  }
+
+  /** An exception before the I/O started (AL transaction, sending): the write fails at once. */
+  #writeAbort(op: WriteOp, e: unknown): void {
+    op.dead = true;
+    this.#writeRelease(op);
+    op.reject(e);
+  }
+
+  #writeRelease(op: WriteOp): void {
+    const ex = op.extents;
+    if (ex !== null && ex.length > 0) (this.al as ActivityLog).release(ex);
+    (op.release as () => void)();
+    this.appPending--;
   }
 
   /**
-   * Runs `submit` once the frames sent so far are handed to the kernel: at the end of this tick,
-   * or at once (with the others waiting) when FRAME_GROUP writes are waiting.
+   * Submits `op`'s local write once the frames sent so far are handed to the kernel: at the end of
+   * this tick, or at once (with the others waiting) when FRAME_GROUP writes are waiting.
    */
-  #whenFramesSent(submit: () => void): void {
-    this.#afterFrames.push(submit);
+  #whenFramesSent(op: WriteOp): void {
+    this.#afterFrames.push(op);
     if (this.#afterFrames.length >= FRAME_GROUP) this.#sendFrames();
     else if (!this.#framesTickArmed) {
       this.#framesTickArmed = true;
@@ -679,10 +776,13 @@ export class Resource extends EventEmitter<ResourceEvents> {
 
   #sendFrames(): void {
     if (this.#afterFrames.length === 0) return;
-    for (const p of this.peers.values()) p.conn?.flush();
+    const peers = this.#peerList;
+    for (let i = 0; i < peers.length; i++) (peers[i] as Peer).conn?.flush();
     const q = this.#afterFrames;
-    this.#afterFrames = [];
-    for (const f of q) f();
+    this.#afterFrames = this.#afterFramesSpare;
+    for (let i = 0; i < q.length; i++) this.#submitLocal(q[i] as WriteOp);
+    q.length = 0;
+    this.#afterFramesSpare = q;
   }
 
   /** Local flush and a FLUSH round trip to every UpToDate peer (acked after its fdatasync). */
@@ -946,8 +1046,11 @@ export class Resource extends EventEmitter<ResourceEvents> {
       p.pending.delete(id);
       if (req.kind === 'write') {
         this.#markOutOfSync(p, req.offset, req.length);
-        req.onRecv?.();
-        req.onWritten?.();
+        if (req.waiter !== null) {
+          const w = req.waiter;
+          req.waiter = null;
+          this.#peerDone(w);
+        }
       } else req.settle(null, 0);
     }
     if (p.sync !== null) {
@@ -1631,40 +1734,41 @@ export class Resource extends EventEmitter<ResourceEvents> {
     this.md?.bitmaps[p.id]?.setRange(offset, length);
   }
 
-  #replicate(p: Peer, offset: number, length: number, data: Buffer | null, fua: boolean): Promise<void> {
+  /** Sends `op`'s DATA to `p`; `op` hears of it per protocol (#peerDone). */
+  #replicate(p: Peer, op: WriteOp): void {
     const conn = p.conn as WireConnection;
     const proto = this.cfg.net.protocol;
     const id = p.nextId++;
     const seq = ++p.seqOut;
+    const length = op.length;
     let flags = DataFlags.WANT_WRITE_ACK;
-    if (fua) flags |= DataFlags.FUA;
+    if (op.fua) flags |= DataFlags.FUA;
     if (proto === 'B') flags |= DataFlags.WANT_RECV_ACK;
-    if (data === null) flags |= DataFlags.ZEROES;
+    if (op.data === null) flags |= DataFlags.ZEROES;
     // Protocol A over its bound of unacknowledged writes waits for the WRITE_ACK like C.
-    const paced =
+    const unpacedA =
       proto === 'A' &&
-      (p.unackedWriteBytes >= PROTO_A_MAX_UNACKED_BYTES || p.unackedWrites >= PROTO_A_MAX_UNACKED);
-    return new Promise<void>((resolve) => {
-      const req: PendingWrite = {
-        kind: 'write',
-        offset,
-        length,
-        sentAt: Date.now(),
-        onRecv: proto === 'B' ? resolve : null,
-        onWritten: proto === 'C' || paced ? resolve : null,
-      };
-      p.pending.set(id, req);
-      p.unackedWriteBytes += length;
-      p.unackedWrites++;
-      p.sentBytes += length;
-      // Protocol A completes once the data is in the local TCP send buffer (handed to the kernel):
-      // the caller may reuse its buffer from then on.
-      conn.send(
-        { type: PacketType.DATA, id, seq, offset, length, flags },
-        data ?? undefined,
-        proto === 'A' && !paced ? () => resolve() : undefined,
-      );
-    });
+      p.unackedWriteBytes < PROTO_A_MAX_UNACKED_BYTES &&
+      p.unackedWrites < PROTO_A_MAX_UNACKED;
+    const req: PendingWrite = {
+      kind: 'write',
+      offset: op.offset,
+      length,
+      sentAt: Date.now(),
+      waiter: unpacedA ? null : op,
+      atRecv: proto === 'B',
+    };
+    p.pending.set(id, req);
+    p.unackedWriteBytes += length;
+    p.unackedWrites++;
+    p.sentBytes += length;
+    // Protocol A completes once the data is in the local TCP send buffer (handed to the kernel):
+    // the caller may reuse its buffer from then on.
+    conn.send(
+      { type: PacketType.DATA, id, seq, offset: op.offset, length, flags },
+      op.data ?? undefined,
+      unpacedA ? () => this.#peerDone(op) : undefined,
+    );
   }
 
   #onFrame(p: Peer, conn: WireConnection, f: Frame): void {
@@ -1691,9 +1795,10 @@ export class Resource extends EventEmitter<ResourceEvents> {
         return;
       case PacketType.RECV_ACK: {
         const req = p.pending.get(pk.id);
-        if (req?.kind === 'write') {
-          req.onRecv?.();
-          req.onRecv = null;
+        if (req?.kind === 'write' && req.atRecv && req.waiter !== null) {
+          const w = req.waiter;
+          req.waiter = null;
+          this.#peerDone(w);
         }
         return;
       }
@@ -1705,8 +1810,11 @@ export class Resource extends EventEmitter<ResourceEvents> {
         p.unackedWriteBytes -= req.length;
         p.unackedWrites--;
         if (pk.type === PacketType.NEG_ACK) this.#markOutOfSync(p, req.offset, req.length);
-        req.onRecv?.();
-        req.onWritten?.();
+        if (req.waiter !== null) {
+          const w = req.waiter;
+          req.waiter = null;
+          this.#peerDone(w);
+        }
         return;
       }
       case PacketType.FLUSH:

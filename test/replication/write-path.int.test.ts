@@ -204,6 +204,70 @@ describe('write path mechanics', () => {
     expect(await a.verify()).toBe(0);
   });
 
+  it('a failing local write: rejected after the peer answered, range out of sync towards it, nothing left held', async () => {
+    const size = 32 * MiB;
+    const cfg = clusterConfig(scope.sub(), { basePort: 7878, size, disk: { alExtents: 7 } });
+    /** Node 0's disk: writes to `failAt` reject, to `throwAt` throw (instead of rejecting). */
+    class FailingStore extends MemoryBackstore {
+      readonly failAt = new Set<number>();
+      readonly throwAt = new Set<number>();
+      override write(lba: number, data: Buffer, opts?: WriteOptions): Promise<void> {
+        if (this.throwAt.has(lba)) throw new Error(`thrown at ${lba}`);
+        if (this.failAt.has(lba)) return Promise.reject(new Error(`failed at ${lba}`));
+        return super.write(lba, data, opts);
+      }
+    }
+    const stores = new Map<number, MemoryBackstore>();
+    const { a, b, bs } = await primaryPair(cfg, async (node) => {
+      const o = { blockSize: 4096, blockCount: size / 4096 };
+      const s = node.id === 0 ? new FailingStore(o) : new MemoryBackstore(o);
+      stores.set(node.id, s);
+      return s;
+    });
+    const local = stores.get(0) as FailingStore;
+    const bm = a.md?.bitmaps[1];
+    expect(bm?.count).toBe(0);
+    local.failAt.add(10);
+    local.throwAt.add(20);
+    const peer = a.peers.get(1);
+    const pendingAtReject: number[] = [];
+    const settle = (p: Promise<void>): Promise<string> =>
+      p.then(
+        () => 'ok',
+        (e: Error) => {
+          pendingAtReject.push(peer?.pending.size ?? -1);
+          return e.message;
+        },
+      );
+    const results = await Promise.all([
+      settle(bs.write(10, Buffer.alloc(4096, 1))),
+      settle(bs.write(20, Buffer.alloc(8192, 2))),
+      settle(bs.write(30, Buffer.alloc(4096, 3))),
+    ]);
+    expect(results).toEqual(['failed at 10', 'thrown at 20', 'ok']);
+    // The peers had answered when the failures were reported (the peer has the data, this disk not).
+    expect(pendingAtReject).toEqual([0, 0]);
+    expect(await stores.get(1)?.read(20, 2)).toEqual(Buffer.alloc(8192, 2));
+    expect([bm?.test(10), bm?.test(20), bm?.test(21), bm?.test(30), bm?.count]).toEqual([
+      true,
+      true,
+      true,
+      false,
+      3,
+    ]);
+    // An AL that cannot hold the request (8 extents of 4 MiB, al-extents 7): rejected at once.
+    await expect(a.write(0, size, null, false)).rejects.toThrow(/more extents than the AL holds/);
+    expect([a.appPending, a.localPending, a.lock.held, peer?.pending.size]).toEqual([0, 0, 0, 0]);
+    // Nothing was left locked: the same ranges write fine now.
+    local.failAt.clear();
+    local.throwAt.clear();
+    await bs.write(10, Buffer.alloc(4096, 4));
+    await bs.write(20, Buffer.alloc(8192, 5));
+    expect(await local.read(20, 2)).toEqual(Buffer.alloc(8192, 5));
+    expect([a.appPending, a.localPending, a.lock.held]).toEqual([0, 0, 0]);
+    expect(b.disk).toBe('UpToDate');
+  });
+
   it('a SyncSource hands every read buffer back to a backstore that recycles them', async () => {
     const cfg = clusterConfig(scope.sub(), { basePort: 7876, size: 8 * MiB, disk: { resyncChunk: 65536 } });
     const lent = new Set<Buffer>();
