@@ -1764,8 +1764,12 @@ export class Resource extends EventEmitter<ResourceEvents> {
     p.sentBytes += length;
     // Protocol A completes once the data is in the local TCP send buffer (handed to the kernel):
     // the caller may reuse its buffer from then on.
-    conn.send(
-      { type: PacketType.DATA, id, seq, offset: op.offset, length, flags },
+    conn.sendData(
+      id,
+      seq,
+      op.offset,
+      length,
+      flags,
       op.data ?? undefined,
       unpacedA ? () => this.#peerDone(op) : undefined,
     );
@@ -1935,7 +1939,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
     if (!zeros && f.payload.length !== pk.length) throw new Error('DATA payload length mismatch');
     p.ua++;
     p.recvBytes += pk.length;
-    if ((pk.flags & DataFlags.WANT_RECV_ACK) !== 0) conn.send({ type: PacketType.RECV_ACK, id: pk.id });
+    if ((pk.flags & DataFlags.WANT_RECV_ACK) !== 0) conn.sendAck(PacketType.RECV_ACK, pk.id);
     const lockP = this.lock.acquire(pk.offset, pk.length); // arrival order fixed here
     const work = (async () => {
       const release = await lockP;
@@ -1950,7 +1954,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
         }
         this.writtenBytes += pk.length;
         this.#markForOthers(p, pk.offset, pk.length);
-        conn.send({ type: PacketType.WRITE_ACK, id: pk.id });
+        conn.sendAck(PacketType.WRITE_ACK, pk.id);
       } catch (e) {
         conn.send({ type: PacketType.NEG_ACK, id: pk.id, reason: (e as Error).message });
       } finally {

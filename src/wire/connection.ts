@@ -10,16 +10,22 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { type StaticReads } from '../net/static-reads.js';
 import {
+  ackPrefixLength,
+  dataPrefixLength,
   DEFAULT_MAX_FRAME,
   encodeFrame,
   type Frame,
   FrameReader,
+  framePrefixLength,
   type HelloMsg,
   PacketType,
   type PacketInit,
   WIRE_VERSION,
   WireError,
   WireErrorCode,
+  writeAckPrefix,
+  writeDataPrefix,
+  writeFramePrefix,
 } from './codec.js';
 
 /**
@@ -29,6 +35,27 @@ import {
  * would be a syscall per frame).
  */
 export const READ_INTO_PAYLOAD_MIN = 32 * 1024;
+
+/**
+ * Payloads up to this size are copied into the send slab right behind their header, so the frames
+ * of a tick reach the socket as one chunk instead of two per frame (at 4 KiB QD32 the stream's
+ * per-chunk bookkeeping cost more than the copy). Larger payloads go to the socket as they are.
+ */
+export const COPY_PAYLOAD_MAX = 8 * 1024;
+/** Size of a send slab; a connection keeps up to SLABS_KEPT of them for reuse. */
+const SLAB_BYTES = 256 * 1024;
+const SLABS_KEPT = 4;
+
+/** Frames headed for the socket: bytes [start, pos) not yet written, `busy` chunks being written. */
+class SendSlab {
+  readonly buf = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  start = 0;
+  pos = 0;
+  busy = 0;
+  readonly done = (): void => {
+    this.busy--;
+  };
+}
 
 export interface WireConnectionEvents {
   frame: [Frame];
@@ -49,6 +76,11 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
   #corked = false;
   #closed = false;
   #closeReason: WireError | null = null;
+  /** Where frames are assembled until the end of the tick (or until a large payload follows). */
+  #slab: SendSlab | null = null;
+  #slabs: SendSlab[] = [];
+  /** `onFlushed` of the frames in the slab's unwritten bytes. */
+  #slabCallbacks: ((err?: Error | null) => void)[] = [];
 
   /** `reads`: the socket reads into a static buffer (StaticReads) instead of emitting 'data'. */
   constructor(socket: Duplex, maxFrame = DEFAULT_MAX_FRAME, reads: StaticReads | null = null) {
@@ -110,23 +142,145 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
    * Sends one frame (prefix and payload written back to back). Returns false when the socket wants
    * a drain. `onFlushed` runs once the bytes were handed to the kernel (the payload buffer may be
    * reused from then on), or with an error when the connection fails first.
+   *
+   * Frames of scalar-only packets are assembled in a send slab (payloads up to COPY_PAYLOAD_MAX
+   * copied in), which goes to the socket as one chunk at the end of the tick (flush()), before a
+   * larger payload, or when the slab is full.
    */
   send(p: PacketInit, payload?: Uint8Array, onFlushed?: (err?: Error | null) => void): boolean {
-    if (this.#closed) {
-      onFlushed?.(new WireError(WireErrorCode.CLOSED, 'connection closed'));
-      return false;
+    if (this.#closed) return this.#sendClosed(onFlushed);
+    this.#cork();
+    const plen = payload === undefined ? 0 : payload.length;
+    const pre = framePrefixLength(p);
+    if (pre < 0) {
+      const [prefix, body] = encodeFrame(p, payload);
+      this.bytesOut += prefix.length + plen;
+      this.#seal();
+      if (body === null) return this.socket.write(prefix, onFlushed);
+      this.socket.write(prefix);
+      return this.socket.write(body, onFlushed);
     }
-    const [prefix, body] = encodeFrame(p, payload);
-    this.bytesOut += prefix.length + (body === null ? 0 : body.length);
-    // Every frame sent in one tick goes out in one writev (acks and small packets coalesce).
-    if (!this.#corked) {
-      this.#corked = true;
-      this.socket.cork();
-      process.nextTick(this.#uncork);
+    const slab = this.#room(pre, plen);
+    const at = writeFramePrefix(p, plen, slab.buf, slab.pos);
+    return this.#append(slab, at, pre, payload, plen, onFlushed);
+  }
+
+  /**
+   * send({ type: DATA, id, seq, offset, length, flags }, payload, onFlushed) — the same bytes,
+   * without a packet object (the replicated write path's frame).
+   */
+  sendData(
+    id: number,
+    seq: number,
+    offset: number,
+    length: number,
+    flags: number,
+    payload: Uint8Array | undefined,
+    onFlushed?: (err?: Error | null) => void,
+  ): boolean {
+    if (this.#closed) return this.#sendClosed(onFlushed);
+    this.#cork();
+    const plen = payload === undefined ? 0 : payload.length;
+    const pre = dataPrefixLength(id, seq, length, flags);
+    const slab = this.#room(pre, plen);
+    const at = writeDataPrefix(slab.buf, slab.pos, id, seq, offset, length, flags, plen);
+    return this.#append(slab, at, pre, payload, plen, onFlushed);
+  }
+
+  /** send({ type, id }) — an ack (WRITE_ACK, RECV_ACK…), without a packet object. */
+  sendAck(type: PacketType, id: number): boolean {
+    if (this.#closed) return false;
+    this.#cork();
+    const pre = ackPrefixLength(type, id);
+    const slab = this.#room(pre, 0);
+    const at = writeAckPrefix(slab.buf, slab.pos, type, id);
+    return this.#append(slab, at, pre, undefined, 0, undefined);
+  }
+
+  #sendClosed(onFlushed: ((err?: Error | null) => void) | undefined): boolean {
+    onFlushed?.(new WireError(WireErrorCode.CLOSED, 'connection closed'));
+    return false;
+  }
+
+  /** Every frame sent in one tick goes out in one writev (acks and small packets coalesce). */
+  #cork(): void {
+    if (this.#corked) return;
+    this.#corked = true;
+    this.socket.cork();
+    process.nextTick(this.#uncork);
+  }
+
+  /** The slab to write a frame's prefix (`pre` bytes) and its copied payload into. */
+  #room(pre: number, plen: number): SendSlab {
+    const need = pre + (plen <= COPY_PAYLOAD_MAX ? plen : 0);
+    const slab = this.#slab;
+    return slab === null || slab.buf.length - slab.pos < need ? this.#nextSlab() : slab;
+  }
+
+  /** After a prefix was written at slab.pos (up to `at`): the payload, copied or as its own chunk. */
+  #append(
+    slab: SendSlab,
+    at: number,
+    pre: number,
+    payload: Uint8Array | undefined,
+    plen: number,
+    onFlushed: ((err?: Error | null) => void) | undefined,
+  ): boolean {
+    this.bytesOut += pre + plen;
+    if (plen > COPY_PAYLOAD_MAX) {
+      slab.pos = at;
+      this.#seal();
+      return this.socket.write(payload as Uint8Array, onFlushed);
     }
-    if (body === null) return this.socket.write(prefix, onFlushed);
-    this.socket.write(prefix);
-    return this.socket.write(body, onFlushed);
+    if (plen > 0) slab.buf.set(payload as Uint8Array, at);
+    slab.pos = at + plen;
+    if (onFlushed !== undefined) this.#slabCallbacks.push(onFlushed);
+    return !this.socket.writableNeedDrain;
+  }
+
+  /** Writes the slab's frames not yet written to the socket (one chunk). */
+  #seal(): void {
+    const slab = this.#slab;
+    if (slab === null || slab.pos === slab.start) return;
+    const chunk = slab.buf.subarray(slab.start, slab.pos);
+    slab.start = slab.pos;
+    slab.busy++;
+    const cbs = this.#slabCallbacks;
+    if (cbs.length === 0) {
+      this.socket.write(chunk, slab.done);
+      return;
+    }
+    this.#slabCallbacks = [];
+    this.socket.write(chunk, (err?: Error | null) => {
+      slab.done();
+      for (const f of cbs) f(err);
+    });
+  }
+
+  /** Seals the current slab and takes an empty one (one whose chunks were all written, or new). */
+  #nextSlab(): SendSlab {
+    this.#seal();
+    let next: SendSlab | null = null;
+    for (const s of this.#slabs) {
+      if (s.busy === 0) {
+        next = s;
+        break;
+      }
+    }
+    if (next === null) {
+      next = new SendSlab();
+      if (this.#slabs.length < SLABS_KEPT) this.#slabs.push(next);
+      else {
+        // All kept slabs still being written: replace the current one (the socket holds on to it
+        // until its chunks are written).
+        const i = this.#slab === null ? -1 : this.#slabs.indexOf(this.#slab);
+        this.#slabs[i < 0 ? 0 : i] = next;
+      }
+    }
+    next.start = 0;
+    next.pos = 0;
+    this.#slab = next;
+    return next;
   }
 
   /** Hands the frames sent so far to the kernel now (one writev) instead of at the end of the tick. */
@@ -137,6 +291,7 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
   readonly #uncork = (): void => {
     if (!this.#corked) return;
     this.#corked = false;
+    this.#seal();
     this.socket.uncork();
   };
 
@@ -168,6 +323,7 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
   /** Ends the connection (flushing what was written); `reason` is reported by 'close'. */
   end(reason: WireError | null = null): void {
     if (this.#closed) return;
+    this.#uncork();
     this.socket.end();
     const s = this.socket;
     setTimeout(() => s.destroy(), 200).unref();
