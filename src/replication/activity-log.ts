@@ -11,9 +11,14 @@
 export const AL_EXTENT_SHIFT = 22;
 export const AL_EXTENT_BYTES = 1 << AL_EXTENT_SHIFT;
 
+/** Bytes per extent (2 ** shift is a Math.pow call per write). */
+function extentSize(shift: number): number {
+  return shift < 31 ? 1 << shift : 2 ** shift;
+}
+
 export function extentsOf(offset: number, length: number, shift = AL_EXTENT_SHIFT): number[] {
   if (length <= 0) return [];
-  const size = shift < 31 ? 1 << shift : 2 ** shift; // (2 ** shift is a Math.pow call per write)
+  const size = extentSize(shift);
   const first = Math.floor(offset / size);
   const last = Math.floor((offset + length - 1) / size);
   const out: number[] = [];
@@ -26,19 +31,30 @@ export interface AlPlan {
   readonly evict: readonly number[];
 }
 
+/** An active extent: writes in flight on it, and when it was last used (LRU order). */
+interface AlSlot {
+  refs: number;
+  used: number;
+}
+
 export class ActivityLogCore {
   readonly maxExtents: number;
-  /** extent → references (writes in flight). Insertion order = LRU order (refreshed on use). */
-  readonly #active = new Map<number, number>();
+  /**
+   * extent → its slot. LRU order is the slots' `used` stamps (a hit stamps its extents, instead
+   * of moving them to the end of the Map: no Map entry deleted and re-added per write).
+   */
+  readonly #active = new Map<number, AlSlot>();
+  #clock = 0;
 
   constructor(maxExtents: number, initial: readonly number[] = []) {
     if (maxExtents < 1) throw new RangeError('al-extents must be at least 1');
     this.maxExtents = maxExtents;
-    for (const e of initial.slice(0, maxExtents)) this.#active.set(e, 0);
+    for (const e of initial.slice(0, maxExtents)) this.#active.set(e, { refs: 0, used: ++this.#clock });
   }
 
+  /** Active extents, least recently used first. */
   get active(): number[] {
-    return [...this.#active.keys()];
+    return this.#lru().map(([e]) => e);
   }
 
   get size(): number {
@@ -46,16 +62,38 @@ export class ActivityLogCore {
   }
 
   refs(e: number): number {
-    return this.#active.get(e) ?? 0;
+    return this.#active.get(e)?.refs ?? 0;
+  }
+
+  #lru(): [number, AlSlot][] {
+    return [...this.#active].sort((a, b) => a[1].used - b[1].used);
   }
 
   /** Takes references when every extent is active (no transaction needed); false otherwise. */
   tryFastPath(extents: readonly number[]): boolean {
     for (const e of extents) if (!this.#active.has(e)) return false;
     for (const e of extents) {
-      const r = this.#active.get(e) as number;
-      this.#active.delete(e);
-      this.#active.set(e, r + 1);
+      const s = this.#active.get(e) as AlSlot;
+      s.refs++;
+      s.used = ++this.#clock;
+    }
+    return true;
+  }
+
+  /**
+   * tryFastPath(extentsOf(offset, length, shift)) without the array: references on extents
+   * first..last when all are active.
+   */
+  tryFastPathRange(offset: number, length: number, shift: number): boolean {
+    if (length <= 0) return true;
+    const size = extentSize(shift);
+    const first = Math.floor(offset / size);
+    const last = Math.floor((offset + length - 1) / size);
+    for (let e = first; e <= last; e++) if (!this.#active.has(e)) return false;
+    for (let e = first; e <= last; e++) {
+      const s = this.#active.get(e) as AlSlot;
+      s.refs++;
+      s.used = ++this.#clock;
     }
     return true;
   }
@@ -71,9 +109,9 @@ export class ActivityLogCore {
     const need = this.#active.size + add.length - this.maxExtents;
     const evict: number[] = [];
     if (need > 0) {
-      for (const [e, r] of this.#active) {
+      for (const [e, s] of this.#lru()) {
         if (evict.length >= need) break;
-        if (r === 0 && !extents.includes(e)) evict.push(e);
+        if (s.refs === 0 && !extents.includes(e)) evict.push(e);
       }
       if (evict.length < need) return null;
     }
@@ -83,13 +121,13 @@ export class ActivityLogCore {
   /** Applies a plan (after its transaction is on disk) and takes references. */
   commit(plan: AlPlan, extents: readonly number[]): void {
     for (const e of plan.evict) this.#active.delete(e);
-    for (const e of plan.add) this.#active.set(e, 0);
+    for (const e of plan.add) this.#active.set(e, { refs: 0, used: ++this.#clock });
     this.tryFastPath(extents);
   }
 
-  /** The active set after applying `plan` (what the transaction writes). */
+  /** The active set after applying `plan` (what the transaction writes), LRU first. */
   after(plan: AlPlan): number[] {
-    const s = new Set(this.#active.keys());
+    const s = new Set(this.active);
     for (const e of plan.evict) s.delete(e);
     for (const e of plan.add) s.add(e);
     return [...s];
@@ -97,8 +135,19 @@ export class ActivityLogCore {
 
   release(extents: readonly number[]): void {
     for (const e of extents) {
-      const r = this.#active.get(e);
-      if (r !== undefined && r > 0) this.#active.set(e, r - 1);
+      const s = this.#active.get(e);
+      if (s !== undefined && s.refs > 0) s.refs--;
+    }
+  }
+
+  /** release(extentsOf(offset, length, shift)) without the array. */
+  releaseRange(offset: number, length: number, shift: number): void {
+    if (length <= 0) return;
+    const size = extentSize(shift);
+    const last = Math.floor((offset + length - 1) / size);
+    for (let e = Math.floor(offset / size); e <= last; e++) {
+      const s = this.#active.get(e);
+      if (s !== undefined && s.refs > 0) s.refs--;
     }
   }
 }
@@ -145,8 +194,28 @@ export class ActivityLog {
     return ex;
   }
 
+  /**
+   * tryAcquire() for a caller that keeps no extents array: true when every extent of the range
+   * was active (references taken; give them back with releaseRange()), false otherwise (none
+   * taken; use acquire()).
+   */
+  tryAcquireRange(offset: number, length: number): boolean {
+    return this.core.tryFastPathRange(offset, length, this.shift);
+  }
+
   release(extents: readonly number[]): void {
     this.core.release(extents);
+    this.#wake();
+  }
+
+  /** Gives back what tryAcquireRange() (or acquire() of the same range) took. */
+  releaseRange(offset: number, length: number): void {
+    if (length <= 0) return;
+    this.core.releaseRange(offset, length, this.shift);
+    this.#wake();
+  }
+
+  #wake(): void {
     if (this.#waiters.length === 0) return;
     const w = this.#waiters;
     this.#waiters = [];

@@ -5,16 +5,44 @@
  * parallel. This is what keeps overlapping writes ordered identically on every replica.
  */
 
-interface Entry {
+/**
+ * One request's range, held or queued. Entries form a doubly linked ring in acquisition order
+ * around the lock's sentinel (no Set entry added and deleted per write, no closure per request).
+ */
+export class LockEntry {
   readonly start: number;
   readonly end: number;
+  prev: LockEntry;
+  next: LockEntry;
   /** Made only when a later request has to wait for this one (most never conflict). */
-  done: Promise<void> | null;
-  resolve: (() => void) | null;
-  released: boolean;
+  done: Promise<void> | null = null;
+  resolve: (() => void) | null = null;
+  released = false;
+  /** The lock's sentinel (holds the count). */
+  readonly #ring: LockEntry | null;
+  /** On the sentinel: entries in the ring. */
+  count = 0;
+
+  constructor(start: number, end: number, ring: LockEntry | null) {
+    this.start = start;
+    this.end = end;
+    this.prev = this;
+    this.next = this;
+    this.#ring = ring;
+  }
+
+  /** Lets later overlapping requests go; releasing twice is harmless. */
+  release(): void {
+    if (this.released || this.#ring === null) return;
+    this.released = true;
+    this.prev.next = this.next;
+    this.next.prev = this.prev;
+    this.#ring.count--;
+    this.resolve?.();
+  }
 }
 
-function doneOf(e: Entry): Promise<void> {
+function doneOf(e: LockEntry): Promise<void> {
   if (e.done === null) {
     e.done = new Promise<void>((r) => {
       e.resolve = r;
@@ -24,13 +52,13 @@ function doneOf(e: Entry): Promise<void> {
 }
 
 export class IntervalLock {
-  /** Insertion order = acquisition order; a request only ever waits for entries already here. */
-  readonly #entries = new Set<Entry>();
+  /** Ring sentinel: next = oldest entry, prev = newest (insertion order = acquisition order). */
+  readonly #ring = new LockEntry(0, 0, null);
   /** Requests that had to wait for an overlapping one (status counter). */
   conflicts = 0;
 
   get held(): number {
-    return this.#entries.size;
+    return this.#ring.count;
   }
 
   /**
@@ -38,38 +66,52 @@ export class IntervalLock {
    * the release function once every earlier overlapping request has released.
    */
   acquire(offset: number, length: number): Promise<() => void> {
-    const r = this.enter(offset, length);
-    return typeof r === 'function' ? Promise.resolve(r) : r;
+    const e = this.#add(offset, length);
+    const release = (): void => e.release();
+    const waits = this.#waits(e);
+    return waits === null ? Promise.resolve(release) : Promise.all(waits).then(() => release);
   }
 
   /**
-   * acquire() that hands back the release function at once when nothing overlaps (no promise to
-   * await: at QD32 every await is one more round through the microtask queue behind the other
-   * writes of the burst), else the promise of it. A request that overlaps nothing allocates no
-   * promise at all.
+   * acquire() that hands back the entry (release() it when done) at once when nothing overlaps
+   * (no promise to await: at QD32 every await is one more round through the microtask queue
+   * behind the other writes of the burst), else the promise of it. A request that overlaps
+   * nothing allocates nothing but its entry.
    */
-  enter(offset: number, length: number): (() => void) | Promise<() => void> {
-    const start = offset;
-    const end = offset + Math.max(length, 1);
-    let waits: Promise<void>[] | null = null;
-    for (const e of this.#entries) {
-      if (e.start < end && start < e.end) (waits ??= []).push(doneOf(e));
-    }
-    const entry: Entry = { start, end, done: null, resolve: null, released: false };
-    const release = (): void => {
-      if (entry.released) return;
-      entry.released = true;
-      this.#entries.delete(entry);
-      entry.resolve?.();
-    };
-    this.#entries.add(entry);
-    if (waits === null) return release;
-    this.conflicts++;
-    return Promise.all(waits).then(() => release);
+  enter(offset: number, length: number): LockEntry | Promise<LockEntry> {
+    const e = this.#add(offset, length);
+    const waits = this.#waits(e);
+    return waits === null ? e : Promise.all(waits).then(() => e);
   }
 
   /** Resolves when every request enqueued so far has released. */
   async drain(): Promise<void> {
-    await Promise.all([...this.#entries].map(doneOf));
+    const all: Promise<void>[] = [];
+    const ring = this.#ring;
+    for (let e = ring.next; e !== ring; e = e.next) all.push(doneOf(e));
+    await Promise.all(all);
+  }
+
+  /** Appends the entry of [offset, offset+length) at the newest end of the ring. */
+  #add(offset: number, length: number): LockEntry {
+    const ring = this.#ring;
+    const e = new LockEntry(offset, offset + Math.max(length, 1), ring);
+    e.prev = ring.prev;
+    e.next = ring;
+    ring.prev.next = e;
+    ring.prev = e;
+    ring.count++;
+    return e;
+  }
+
+  /** What the new entry `e` waits for: the earlier entries it overlaps (null: none). */
+  #waits(e: LockEntry): Promise<void>[] | null {
+    const ring = this.#ring;
+    let waits: Promise<void>[] | null = null;
+    for (let o = ring.next; o !== e; o = o.next) {
+      if (o.start < e.end && e.start < o.end) (waits ??= []).push(doneOf(o));
+    }
+    if (waits !== null) this.conflicts++;
+    return waits;
   }
 }

@@ -1,5 +1,6 @@
 /** Per-peer bookkeeping of a resource: connection, states, requests in flight, counters, sync runs. */
 import type { ParamsMsg } from '../wire/codec.js';
+import type { LockEntry } from './interval-lock.js';
 import type { WireConnection } from '../wire/connection.js';
 import type { NodeConfig } from './config.js';
 import type { ConnState, DiskState, ReplState, Role } from './states.js';
@@ -14,10 +15,10 @@ export class WriteOp {
   readonly length: number;
   readonly data: Buffer | null;
   readonly fua: boolean;
-  /** The interval lock's release (set once the lock is held). */
-  release: (() => void) | null = null;
-  /** AL extents referenced (released at the end); null before they are. */
-  extents: number[] | null = null;
+  /** Its interval lock entry (set once the lock is held). */
+  lock: LockEntry | null = null;
+  /** References on the range's AL extents taken (released at the end). */
+  alHeld = false;
   /** Peers still to answer (per protocol). */
   peers = 0;
   /** 0: local write not finished; 1: done; 2: failed (`error`). */

@@ -31,7 +31,7 @@ import { ActivityLog } from './activity-log.js';
 import type { Bitmap } from './bitmap.js';
 import { metaPath, type NodeConfig, type ResourceConfig } from './config.js';
 import { blockDigests, diffMask, digestLength, maskBit } from './digest.js';
-import { IntervalLock } from './interval-lock.js';
+import { IntervalLock, LockEntry } from './interval-lock.js';
 import { Metadata } from './metadata.js';
 import { Peer, type PendingWrite, type SyncRun, WriteOp } from './peer.js';
 import {
@@ -641,13 +641,13 @@ export class Resource extends EventEmitter<ResourceEvents> {
     });
     this.appPending++;
     const entered = this.lock.enter(offset, length);
-    if (typeof entered === 'function') {
-      op.release = entered;
+    if (entered instanceof LockEntry) {
+      op.lock = entered;
       this.#writeLocked(op);
     } else {
       // The lock's promise never rejects.
-      void entered.then((release) => {
-        op.release = release;
+      void entered.then((e) => {
+        op.lock = e;
         this.#writeLocked(op);
       });
     }
@@ -657,15 +657,15 @@ export class Resource extends EventEmitter<ResourceEvents> {
   /** Lock held: the AL extents (a transaction first when one is not active). */
   #writeLocked(op: WriteOp): void {
     const al = this.al as ActivityLog;
-    const ex = al.tryAcquire(op.offset, op.length);
-    if (ex !== null) {
-      op.extents = ex;
+    if (al.tryAcquireRange(op.offset, op.length)) {
+      op.alHeld = true;
       this.#writeIssue(op);
       return;
     }
+    // acquire() takes the same extents (released with releaseRange()).
     al.acquire(op.offset, op.length).then(
-      (extents) => {
-        op.extents = extents;
+      () => {
+        op.alHeld = true;
         this.#writeIssue(op);
       },
       (e: unknown) => this.#writeAbort(op, e),
@@ -750,9 +750,8 @@ export class Resource extends EventEmitter<ResourceEvents> {
   }
 
   #writeRelease(op: WriteOp): void {
-    const ex = op.extents;
-    if (ex !== null && ex.length > 0) (this.al as ActivityLog).release(ex);
-    (op.release as () => void)();
+    if (op.alHeld) (this.al as ActivityLog).releaseRange(op.offset, op.length);
+    (op.lock as LockEntry).release();
     this.appPending--;
   }
 

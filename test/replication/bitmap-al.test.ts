@@ -121,6 +121,61 @@ describe('ActivityLogCore', () => {
   });
 });
 
+describe('ActivityLog range fast path (no extents array)', () => {
+  it('takes references on every extent of a range only when all are active; LRU order as tryFastPath', () => {
+    const al = new ActivityLogCore(4, [0, 1, 2]);
+    const shift = 22;
+    // Extents 2 and 3: 3 is not active, so nothing is taken.
+    expect(al.tryFastPathRange(2 * 4 * MiB + 4096, 4 * MiB, shift)).toBe(false);
+    expect([al.refs(2), al.refs(3)]).toEqual([0, 0]);
+    // Extents 0 and 1 (a range across the boundary): both referenced, and now most recently used.
+    expect(al.tryFastPathRange(4 * MiB - 4096, 8192, shift)).toBe(true);
+    expect([al.refs(0), al.refs(1), al.refs(2)]).toEqual([1, 1, 0]);
+    expect(al.active).toEqual([2, 0, 1]);
+    expect(al.tryFastPathRange(0, 4096, shift)).toBe(true);
+    expect(al.refs(0)).toBe(2);
+    expect(al.active).toEqual([2, 1, 0]);
+    // An empty range takes nothing and needs nothing.
+    expect(al.tryFastPathRange(20 * MiB, 0, shift)).toBe(true);
+    // Extent 2 is the idle LRU victim; 0 and 1 are busy.
+    expect(al.plan([3, 4])?.evict).toEqual([2]);
+    al.releaseRange(4 * MiB - 4096, 8192, shift);
+    expect([al.refs(0), al.refs(1)]).toEqual([1, 0]);
+    al.releaseRange(4 * MiB - 4096, 8192, shift); // extent 1 has none left: stays at 0
+    expect([al.refs(0), al.refs(1)]).toEqual([0, 0]);
+    expect(al.plan([3, 4, 5])?.evict).toEqual([2, 1]);
+  });
+
+  it('ActivityLog: tryAcquireRange misses leave the work to acquire(); releaseRange wakes a waiting acquire', async () => {
+    const tx: number[][] = [];
+    const al = new ActivityLog(2, {
+      async transaction(active) {
+        tx.push([...active]);
+      },
+    });
+    expect(al.tryAcquireRange(0, 4096)).toBe(false);
+    expect(al.core.refs(0)).toBe(0);
+    await al.acquire(0, 4096);
+    expect(al.tryAcquireRange(8192, 4096)).toBe(true); // extent 0, active now
+    expect(al.core.refs(0)).toBe(2);
+    expect(al.tryAcquireRange(4 * MiB, 4096)).toBe(false);
+    await al.acquire(4 * MiB, 4096);
+    expect(tx.length).toBe(2);
+    let done = false;
+    const c = al.acquire(8 * MiB, 4096).then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(false);
+    al.releaseRange(0, 4096);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(false); // extent 0 still has one reference
+    al.releaseRange(8192, 4096);
+    await c;
+    expect(tx.at(-1)?.sort()).toEqual([1, 2]); // extent 0 evicted
+  });
+});
+
 describe('Metadata', () => {
   const dir = mkdtempSync(join(tmpdir(), 'lunar-md-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

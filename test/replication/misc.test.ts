@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseResourceConfig, parseSize } from '../../src/replication/config.js';
-import { IntervalLock } from '../../src/replication/interval-lock.js';
+import { IntervalLock, LockEntry } from '../../src/replication/interval-lock.js';
 import { legacyConnName } from '../../src/replication/states.js';
 import { progressBar, statusText } from '../../src/replication/status.js';
 
@@ -35,46 +35,72 @@ describe('IntervalLock', () => {
     expect(lock.held).toBe(0);
   });
 
-  it('enter() hands out the release function at once when nothing overlaps, a promise otherwise', async () => {
+  it('enter() hands out the entry at once when nothing overlaps, a promise of it otherwise', async () => {
     const lock = new IntervalLock();
     const r1 = lock.enter(0, 4096);
-    expect(typeof r1).toBe('function');
+    expect(r1).toBeInstanceOf(LockEntry);
     const r2 = lock.enter(8192, 4096); // disjoint
-    expect(typeof r2).toBe('function');
+    expect(r2).toBeInstanceOf(LockEntry);
     const r3 = lock.enter(0, 8192); // overlaps r1: queued behind it
     expect(r3).toBeInstanceOf(Promise);
+    expect(lock.held).toBe(3);
     let got = false;
-    void (r3 as Promise<() => void>).then(() => {
+    void (r3 as Promise<LockEntry>).then(() => {
       got = true;
     });
     await new Promise((r) => setTimeout(r, 5));
     expect(got).toBe(false);
-    (r1 as () => void)();
-    (await r3)();
+    (r1 as LockEntry).release();
+    (await r3).release();
     expect(got).toBe(true);
-    (r2 as () => void)();
+    (r2 as LockEntry).release();
     expect(lock.held).toBe(0);
     expect(lock.conflicts).toBe(1);
   });
 
+  it('an entry in the middle of the queue releases without disturbing the others; later ones wait only for overlaps', async () => {
+    const lock = new IntervalLock();
+    const a = lock.enter(0, 4096) as LockEntry;
+    const b = lock.enter(4096, 4096) as LockEntry;
+    const c = lock.enter(8192, 4096) as LockEntry;
+    b.release(); // unlinked from the middle
+    b.release();
+    expect(lock.held).toBe(2);
+    // Overlaps a and c (not the released b): waits for both.
+    const d = lock.enter(0, 3 * 4096) as Promise<LockEntry>;
+    let got = false;
+    void d.then(() => {
+      got = true;
+    });
+    a.release();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(got).toBe(false);
+    c.release();
+    (await d).release();
+    expect(lock.held).toBe(0);
+    const e = lock.enter(4096, 4096);
+    expect(e).toBeInstanceOf(LockEntry);
+    (e as LockEntry).release();
+  });
+
   it('drain() waits for entries that nobody waited on; releasing twice is harmless', async () => {
     const lock = new IntervalLock();
-    const r1 = lock.enter(0, 4096) as () => void;
-    const r2 = lock.enter(4096, 4096) as () => void;
+    const r1 = lock.enter(0, 4096) as LockEntry;
+    const r2 = lock.enter(4096, 4096) as LockEntry;
     let drained = false;
     const d = lock.drain().then(() => {
       drained = true;
     });
-    r1();
-    r1(); // a second release must not free anyone else's entry
+    r1.release();
+    r1.release(); // a second release must not free anyone else's entry
     expect(lock.held).toBe(1);
     await new Promise((r) => setTimeout(r, 5));
     expect(drained).toBe(false);
-    r2();
+    r2.release();
     await d;
     expect(drained).toBe(true);
     // Entries taken after a release that overlap only released ones do not wait.
-    expect(typeof lock.enter(0, 8192)).toBe('function');
+    expect(lock.enter(0, 8192)).toBeInstanceOf(LockEntry);
   });
 });
 
