@@ -308,27 +308,6 @@ export function encodeFrame(p: PacketInit, payload?: Uint8Array): [Buffer, Uint8
   return [prefix, plen > 0 ? (payload as Uint8Array) : null];
 }
 
-/**
- * Length of the prefix (length words + header) of `p`'s frame when its header is made of the
- * scalar fields only (DATA, acks, RS_DATA…), else -1 (then use encodeFrame).
- */
-export function framePrefixLength(p: PacketInit): number {
-  return isScalarOnly(p) ? FRAME_PREFIX + scalarHeaderLength(p) : -1;
-}
-
-/**
- * Writes the prefix of a frame of `p` (framePrefixLength(p) bytes, the same as encodeFrame's) for
- * a payload of `plen` bytes into `out` at `at`; returns the end offset. Only for scalar-only
- * packets (framePrefixLength(p) >= 0).
- */
-export function writeFramePrefix(p: PacketInit, plen: number, out: Buffer, at: number): number {
-  const end = writeScalarHeader(p, out, at + FRAME_PREFIX);
-  const hlen = end - at - FRAME_PREFIX;
-  out.writeUInt32BE(4 + hlen + plen, at);
-  out.writeUInt32BE(hlen, at + 4);
-  return end;
-}
-
 /** Prefix length of a DATA frame (see writeDataPrefix). */
 export function dataPrefixLength(id: number, seq: number, length: number, flags: number): number {
   return (
@@ -344,7 +323,7 @@ export function dataPrefixLength(id: number, seq: number, length: number, flags:
 
 /**
  * The prefix of a DATA frame `{ type: DATA, id, seq, offset, length, flags }` with a payload of
- * `plen` bytes, byte for byte what writeFramePrefix writes for that packet, without a PacketInit
+ * `plen` bytes, byte for byte what encodeFrame returns as the prefix of that packet, without a PacketInit
  * to look fields up in (every caller's packets have other shapes: those lookups went megamorphic).
  * `out` needs dataPrefixLength() bytes at `at`; returns the end offset.
  */
@@ -378,7 +357,7 @@ export function ackPrefixLength(type: PacketType, id: number): number {
   return FRAME_PREFIX + 1 + varintSize(type) + 1 + varintSize(id >>> 0);
 }
 
-/** The frame of `{ type, id }` (WRITE_ACK, RECV_ACK…: no payload), as writeFramePrefix writes it. */
+/** The frame of `{ type, id }` (WRITE_ACK, RECV_ACK…: no payload), as encodeFrame encodes it. */
 export function writeAckPrefix(out: Buffer, at: number, type: PacketType, id: number): number {
   const e = writeU32(out, writeU32(out, at + FRAME_PREFIX, 0x08, type), 0x10, id >>> 0);
   const hlen = e - at - FRAME_PREFIX;

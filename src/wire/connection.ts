@@ -16,7 +16,6 @@ import {
   encodeFrame,
   type Frame,
   FrameReader,
-  framePrefixLength,
   type HelloMsg,
   PacketType,
   type PacketInit,
@@ -25,7 +24,6 @@ import {
   WireErrorCode,
   writeAckPrefix,
   writeDataPrefix,
-  writeFramePrefix,
 } from './codec.js';
 
 /**
@@ -35,27 +33,6 @@ import {
  * would be a syscall per frame).
  */
 export const READ_INTO_PAYLOAD_MIN = 32 * 1024;
-
-/**
- * Payloads up to this size are copied into the send slab right behind their header, so the frames
- * of a tick reach the socket as one chunk instead of two per frame (at 4 KiB QD32 the stream's
- * per-chunk bookkeeping cost more than the copy). Larger payloads go to the socket as they are.
- */
-export const COPY_PAYLOAD_MAX = 8 * 1024;
-/** Size of a send slab; a connection keeps up to SLABS_KEPT of them for reuse. */
-const SLAB_BYTES = 256 * 1024;
-const SLABS_KEPT = 4;
-
-/** Frames headed for the socket: bytes [start, pos) not yet written, `busy` chunks being written. */
-class SendSlab {
-  readonly buf = Buffer.allocUnsafeSlow(SLAB_BYTES);
-  start = 0;
-  pos = 0;
-  busy = 0;
-  readonly done = (): void => {
-    this.busy--;
-  };
-}
 
 export interface WireConnectionEvents {
   frame: [Frame];
@@ -76,11 +53,6 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
   #corked = false;
   #closed = false;
   #closeReason: WireError | null = null;
-  /** Where frames are assembled until the end of the tick (or until a large payload follows). */
-  #slab: SendSlab | null = null;
-  #slabs: SendSlab[] = [];
-  /** `onFlushed` of the frames in the slab's unwritten bytes. */
-  #slabCallbacks: ((err?: Error | null) => void)[] = [];
 
   /** `reads`: the socket reads into a static buffer (StaticReads) instead of emitting 'data'. */
   constructor(socket: Duplex, maxFrame = DEFAULT_MAX_FRAME, reads: StaticReads | null = null) {
@@ -142,32 +114,17 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
    * Sends one frame (prefix and payload written back to back). Returns false when the socket wants
    * a drain. `onFlushed` runs once the bytes were handed to the kernel (the payload buffer may be
    * reused from then on), or with an error when the connection fails first.
-   *
-   * Frames of scalar-only packets are assembled in a send slab (payloads up to COPY_PAYLOAD_MAX
-   * copied in), which goes to the socket as one chunk at the end of the tick (flush()), before a
-   * larger payload, or when the slab is full.
    */
   send(p: PacketInit, payload?: Uint8Array, onFlushed?: (err?: Error | null) => void): boolean {
     if (this.#closed) return this.#sendClosed(onFlushed);
-    this.#cork();
-    const plen = payload === undefined ? 0 : payload.length;
-    const pre = framePrefixLength(p);
-    if (pre < 0) {
-      const [prefix, body] = encodeFrame(p, payload);
-      this.bytesOut += prefix.length + plen;
-      this.#seal();
-      if (body === null) return this.socket.write(prefix, onFlushed);
-      this.socket.write(prefix);
-      return this.socket.write(body, onFlushed);
-    }
-    const slab = this.#room(pre, plen);
-    const at = writeFramePrefix(p, plen, slab.buf, slab.pos);
-    return this.#append(slab, at, pre, payload, plen, onFlushed);
+    const [prefix, body] = encodeFrame(p, payload);
+    return this.#write(prefix, body, onFlushed);
   }
 
   /**
    * send({ type: DATA, id, seq, offset, length, flags }, payload, onFlushed) — the same bytes,
-   * without a packet object (the replicated write path's frame).
+   * without a packet object: the header encoder's field lookups on packet objects of a dozen
+   * shapes went megamorphic (framePrefixLength alone was 4.6 % of the Primary's main thread).
    */
   sendData(
     id: number,
@@ -179,22 +136,18 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
     onFlushed?: (err?: Error | null) => void,
   ): boolean {
     if (this.#closed) return this.#sendClosed(onFlushed);
-    this.#cork();
     const plen = payload === undefined ? 0 : payload.length;
-    const pre = dataPrefixLength(id, seq, length, flags);
-    const slab = this.#room(pre, plen);
-    const at = writeDataPrefix(slab.buf, slab.pos, id, seq, offset, length, flags, plen);
-    return this.#append(slab, at, pre, payload, plen, onFlushed);
+    const prefix = Buffer.allocUnsafe(dataPrefixLength(id, seq, length, flags));
+    writeDataPrefix(prefix, 0, id, seq, offset, length, flags, plen);
+    return this.#write(prefix, plen > 0 ? (payload as Uint8Array) : null, onFlushed);
   }
 
   /** send({ type, id }) — an ack (WRITE_ACK, RECV_ACK…), without a packet object. */
   sendAck(type: PacketType, id: number): boolean {
     if (this.#closed) return false;
-    this.#cork();
-    const pre = ackPrefixLength(type, id);
-    const slab = this.#room(pre, 0);
-    const at = writeAckPrefix(slab.buf, slab.pos, type, id);
-    return this.#append(slab, at, pre, undefined, 0, undefined);
+    const prefix = Buffer.allocUnsafe(ackPrefixLength(type, id));
+    writeAckPrefix(prefix, 0, type, id);
+    return this.#write(prefix, null, undefined);
   }
 
   #sendClosed(onFlushed: ((err?: Error | null) => void) | undefined): boolean {
@@ -202,85 +155,17 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
     return false;
   }
 
-  /** Every frame sent in one tick goes out in one writev (acks and small packets coalesce). */
-  #cork(): void {
-    if (this.#corked) return;
-    this.#corked = true;
-    this.socket.cork();
-    process.nextTick(this.#uncork);
-  }
-
-  /** The slab to write a frame's prefix (`pre` bytes) and its copied payload into. */
-  #room(pre: number, plen: number): SendSlab {
-    const need = pre + (plen <= COPY_PAYLOAD_MAX ? plen : 0);
-    const slab = this.#slab;
-    return slab === null || slab.buf.length - slab.pos < need ? this.#nextSlab() : slab;
-  }
-
-  /** After a prefix was written at slab.pos (up to `at`): the payload, copied or as its own chunk. */
-  #append(
-    slab: SendSlab,
-    at: number,
-    pre: number,
-    payload: Uint8Array | undefined,
-    plen: number,
-    onFlushed: ((err?: Error | null) => void) | undefined,
-  ): boolean {
-    this.bytesOut += pre + plen;
-    if (plen > COPY_PAYLOAD_MAX) {
-      slab.pos = at;
-      this.#seal();
-      return this.socket.write(payload as Uint8Array, onFlushed);
+  #write(prefix: Buffer, body: Uint8Array | null, onFlushed?: (err?: Error | null) => void): boolean {
+    this.bytesOut += prefix.length + (body === null ? 0 : body.length);
+    // Every frame sent in one tick goes out in one writev (acks and small packets coalesce).
+    if (!this.#corked) {
+      this.#corked = true;
+      this.socket.cork();
+      process.nextTick(this.#uncork);
     }
-    if (plen > 0) slab.buf.set(payload as Uint8Array, at);
-    slab.pos = at + plen;
-    if (onFlushed !== undefined) this.#slabCallbacks.push(onFlushed);
-    return !this.socket.writableNeedDrain;
-  }
-
-  /** Writes the slab's frames not yet written to the socket (one chunk). */
-  #seal(): void {
-    const slab = this.#slab;
-    if (slab === null || slab.pos === slab.start) return;
-    const chunk = slab.buf.subarray(slab.start, slab.pos);
-    slab.start = slab.pos;
-    slab.busy++;
-    const cbs = this.#slabCallbacks;
-    if (cbs.length === 0) {
-      this.socket.write(chunk, slab.done);
-      return;
-    }
-    this.#slabCallbacks = [];
-    this.socket.write(chunk, (err?: Error | null) => {
-      slab.done();
-      for (const f of cbs) f(err);
-    });
-  }
-
-  /** Seals the current slab and takes an empty one (one whose chunks were all written, or new). */
-  #nextSlab(): SendSlab {
-    this.#seal();
-    let next: SendSlab | null = null;
-    for (const s of this.#slabs) {
-      if (s.busy === 0) {
-        next = s;
-        break;
-      }
-    }
-    if (next === null) {
-      next = new SendSlab();
-      if (this.#slabs.length < SLABS_KEPT) this.#slabs.push(next);
-      else {
-        // All kept slabs still being written: replace the current one (the socket holds on to it
-        // until its chunks are written).
-        const i = this.#slab === null ? -1 : this.#slabs.indexOf(this.#slab);
-        this.#slabs[i < 0 ? 0 : i] = next;
-      }
-    }
-    next.start = 0;
-    next.pos = 0;
-    this.#slab = next;
-    return next;
+    if (body === null) return this.socket.write(prefix, onFlushed);
+    this.socket.write(prefix);
+    return this.socket.write(body, onFlushed);
   }
 
   /** Hands the frames sent so far to the kernel now (one writev) instead of at the end of the tick. */
@@ -291,7 +176,6 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
   readonly #uncork = (): void => {
     if (!this.#corked) return;
     this.#corked = false;
-    this.#seal();
     this.socket.uncork();
   };
 
@@ -323,7 +207,6 @@ export class WireConnection extends EventEmitter<WireConnectionEvents> {
   /** Ends the connection (flushing what was written); `reason` is reported by 'close'. */
   end(reason: WireError | null = null): void {
     if (this.#closed) return;
-    this.#uncork();
     this.socket.end();
     const s = this.socket;
     setTimeout(() => s.destroy(), 200).unref();
