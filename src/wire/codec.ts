@@ -227,6 +227,11 @@ const NO_DIGEST = new Uint8Array(0);
  */
 function readScalarHeader(h: Uint8Array): Packet | null {
   const buf = Buffer.isBuffer(h) ? h : Buffer.from(h.buffer, h.byteOffset, h.byteLength);
+  return readScalarHeaderAt(buf, 0, buf.length);
+}
+
+/** readScalarHeader() of the header in buf[start, end) (no subarray). */
+function readScalarHeaderAt(buf: Buffer, start: number, end: number): Packet | null {
   let type = 0;
   let id = 0;
   let offset = 0;
@@ -234,8 +239,8 @@ function readScalarHeader(h: Uint8Array): Packet | null {
   let flags = 0;
   let seq = 0;
   let value = 0;
-  let at = 0;
-  const n = buf.length;
+  let at = start;
+  const n = end;
   while (at < n) {
     const tag = buf[at++] as number;
     if (tag === 0x19) {
@@ -500,11 +505,23 @@ export class FrameReader {
   }
 
   /** The frame being copied in by pushCopy(): prefix, header and payload as they fill up. */
-  readonly #part: { prefix: Buffer; have: number; length: number; header: Buffer; payload: Buffer } = {
+  readonly #part: {
+    prefix: Buffer;
+    have: number;
+    length: number;
+    hlen: number;
+    /** The header's bytes as they come in (unused when `packet` was decoded in place). */
+    header: Buffer;
+    /** The header, decoded straight from the socket's bytes when it arrived whole. */
+    packet: Packet | null;
+    payload: Buffer;
+  } = {
     prefix: Buffer.alloc(FRAME_PREFIX),
     have: 0,
     length: 0,
+    hlen: 0,
     header: EMPTY,
+    packet: null,
     payload: EMPTY,
   };
 
@@ -522,6 +539,31 @@ export class FrameReader {
     let at = 0;
     try {
       while (at < bytes.length) {
+        // A frame whose prefix and scalar-only header are in these bytes (acks, DATA…): read
+        // and decoded in place, without copying them out first.
+        if (f.have === 0 && bytes.length - at >= FRAME_PREFIX) {
+          const length = bytes.readUInt32BE(at);
+          const hlen = bytes.readUInt32BE(at + 4);
+          this.#checkLengths(length, hlen);
+          const hs = at + FRAME_PREFIX;
+          const pk = bytes.length - hs >= hlen ? readScalarHeaderAt(bytes, hs, hs + hlen) : null;
+          if (pk !== null) {
+            if (!(pk.type in PACKET_NAMES))
+              throw new WireError(WireErrorCode.UNKNOWN_PACKET, `unknown packet type ${pk.type}`);
+            const plen = length - 4 - hlen;
+            at = hs + hlen;
+            if (plen === 0) {
+              out.push({ packet: pk, payload: EMPTY });
+              this.bytesIn += 4 + length;
+              continue;
+            }
+            f.have = FRAME_PREFIX + hlen;
+            f.length = length;
+            f.hlen = hlen;
+            f.packet = pk;
+            f.payload = this.#payloadBuffer(plen);
+          }
+        }
         if (f.have < FRAME_PREFIX) {
           const k = Math.min(FRAME_PREFIX - f.have, bytes.length - at);
           bytes.copy(f.prefix, f.have, at, at + k);
@@ -533,10 +575,12 @@ export class FrameReader {
           this.#checkLengths(length, hlen);
           const plen = length - 4 - hlen;
           f.length = length;
+          f.hlen = hlen;
           f.header = Buffer.allocUnsafe(hlen);
+          f.packet = null;
           f.payload = plen === 0 ? EMPTY : this.#payloadBuffer(plen);
         }
-        const hlen = f.header.length;
+        const hlen = f.hlen;
         const end = 4 + f.length;
         const h = f.have - FRAME_PREFIX;
         if (h < hlen) {
@@ -557,10 +601,11 @@ export class FrameReader {
           at += k;
         }
         if (f.have === end) {
-          out.push({ packet: decodeHeader(f.header), payload: f.payload });
+          out.push({ packet: f.packet ?? decodeHeader(f.header), payload: f.payload });
           this.bytesIn += end;
           f.have = 0;
           f.header = EMPTY;
+          f.packet = null;
           f.payload = EMPTY;
         }
       }
@@ -582,7 +627,7 @@ export class FrameReader {
    */
   readTarget(min: number): Buffer | null {
     const f = this.#part;
-    const start = FRAME_PREFIX + f.header.length;
+    const start = FRAME_PREFIX + f.hlen;
     if (f.have < FRAME_PREFIX || f.have < start || f.payload.length === 0) return null;
     const pos = f.have - start;
     if (f.payload.length - pos < min) return null;

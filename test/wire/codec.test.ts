@@ -237,6 +237,52 @@ describe('FrameReader.pushCopy (bytes valid only during the call)', () => {
     }
   });
 
+  it('decodes headers in place or copied out alike: every chunking gives what push() gives', () => {
+    const rand = xorshift32(0xc0ffee);
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 200; i++) {
+      const k = i % 5;
+      const pl = Buffer.alloc(k === 0 ? 4096 : k === 1 ? 700 : 0, i & 0xff);
+      parts.push(
+        k === 2
+          ? encodeFrameBuffer({ type: PacketType.NEG_ACK, id: i, reason: `r${i}` }) // not scalar-only
+          : k === 3
+            ? encodeFrameBuffer({ type: PacketType.WRITE_ACK, id: i * 1000003 })
+            : encodeFrameBuffer(
+                { type: PacketType.DATA, id: i, seq: i, offset: i * 4096, length: pl.length, flags: 3 },
+                pl,
+              ),
+      );
+    }
+    const stream = Buffer.concat(parts);
+    const ref = new FrameReader().push(Buffer.from(stream));
+    const norm = (fs: { packet: object; payload: Buffer }[]) =>
+      fs.map((f) => ({ ...f.packet, payload: f.payload.toString('hex') }));
+    for (let round = 0; round < 20; round++) {
+      const r = new FrameReader();
+      const got = [];
+      const scratch = Buffer.alloc(stream.length);
+      for (let at = 0; at < stream.length;) {
+        const n = Math.min(stream.length - at, 1 + Math.floor(rand() * (round < 10 ? 64 : 20000)));
+        stream.copy(scratch, 0, at, at + n);
+        got.push(...r.pushCopy(scratch.subarray(0, n)));
+        scratch.fill(0xee, 0, n);
+        at += n;
+      }
+      expect(norm(got)).toEqual(norm(ref));
+      expect(r.bytesIn).toBe(stream.length);
+    }
+    // An unknown type in a header that arrives whole is refused like one that arrives in pieces.
+    const bad = encodeFrameBuffer({ type: PacketType.WRITE_ACK, id: 1 });
+    bad[9] = 99; // the type's varint
+    expect(() => new FrameReader().pushCopy(bad)).toThrow(
+      expect.objectContaining({ code: 'UNKNOWN_PACKET' }),
+    );
+    const r2 = new FrameReader();
+    r2.pushCopy(bad.subarray(0, 9));
+    expect(() => r2.pushCopy(bad.subarray(9))).toThrow(expect.objectContaining({ code: 'UNKNOWN_PACKET' }));
+  });
+
   it('puts block payloads in pooled memory that recycle() makes reusable', () => {
     const r = new FrameReader();
     const first = feed(r, 5000)[2]?.payload as Buffer;
