@@ -1,5 +1,7 @@
 /** Per-peer bookkeeping of a resource: connection, states, requests in flight, counters, sync runs. */
 import type { ParamsMsg } from '../wire/codec.js';
+import type { Backstore } from '../backstore/types.js';
+import type { ActivityLog } from './activity-log.js';
 import type { LockEntry } from './interval-lock.js';
 import type { WireConnection } from '../wire/connection.js';
 import type { NodeConfig } from './config.js';
@@ -15,6 +17,9 @@ export class WriteOp {
   readonly length: number;
   readonly data: Buffer | null;
   readonly fua: boolean;
+  /** The local disk and activity log of the moment the write entered. */
+  readonly b: Backstore;
+  readonly al: ActivityLog;
   /** Its interval lock entry (set once the lock is held). */
   lock: LockEntry | null = null;
   /** References on the range's AL extents taken (released at the end). */
@@ -29,11 +34,20 @@ export class WriteOp {
   resolve: () => void = noop;
   reject: (e: unknown) => void = noop;
 
-  constructor(offset: number, length: number, data: Buffer | null, fua: boolean) {
+  constructor(
+    offset: number,
+    length: number,
+    data: Buffer | null,
+    fua: boolean,
+    b: Backstore,
+    al: ActivityLog,
+  ) {
     this.offset = offset;
     this.length = length;
     this.data = data;
     this.fua = fua;
+    this.b = b;
+    this.al = al;
   }
 }
 

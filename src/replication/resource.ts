@@ -631,10 +631,12 @@ export class Resource extends EventEmitter<ResourceEvents> {
         new BackstoreError(BackstoreErrorCode.READ_ONLY, `${this.name}: writes need the Primary role`),
       );
     }
-    if (this.backing === null) {
+    const b = this.backing;
+    if (b === null) {
       return Promise.reject(new BackstoreError(BackstoreErrorCode.IO, `${this.name}: no local disk`));
     }
-    const op = new WriteOp(offset, length, data, fua);
+    // The disk and AL of the moment the write entered (as the async version captured them).
+    const op = new WriteOp(offset, length, data, fua, b, this.al as ActivityLog);
     const done = new Promise<void>((resolve, reject) => {
       op.resolve = resolve;
       op.reject = reject;
@@ -656,8 +658,15 @@ export class Resource extends EventEmitter<ResourceEvents> {
 
   /** Lock held: the AL extents (a transaction first when one is not active). */
   #writeLocked(op: WriteOp): void {
-    const al = this.al as ActivityLog;
-    if (al.tryAcquireRange(op.offset, op.length)) {
+    const al = op.al;
+    let hit: boolean;
+    try {
+      hit = al.tryAcquireRange(op.offset, op.length);
+    } catch (e) {
+      this.#writeAbort(op, e); // (no AL: a rejection, as in the async version)
+      return;
+    }
+    if (hit) {
       op.alHeld = true;
       this.#writeIssue(op);
       return;
@@ -699,7 +708,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
   }
 
   #submitLocal(op: WriteOp): void {
-    const b = this.backing as Backstore;
+    const b = op.b;
     let local: Promise<void>;
     try {
       local =
@@ -750,7 +759,7 @@ export class Resource extends EventEmitter<ResourceEvents> {
   }
 
   #writeRelease(op: WriteOp): void {
-    if (op.alHeld) (this.al as ActivityLog).releaseRange(op.offset, op.length);
+    if (op.alHeld) op.al.releaseRange(op.offset, op.length);
     (op.lock as LockEntry).release();
     this.appPending--;
   }
