@@ -62,6 +62,7 @@ export interface NativeAddon {
   allocAligned(size: number, zero: boolean): Buffer;
   isAligned(buffer: Uint8Array, alignment: number): boolean;
   poolStats(): NativePoolStats;
+  submitHold(on: boolean): void;
   setPoolIdleCap(bytes: number): void;
   open(
     path: string,

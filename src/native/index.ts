@@ -92,3 +92,12 @@ export const fallback = {
   openBlockFile: openFallbackFile,
   isAligned: (_buffer: Uint8Array, alignment: number): boolean => alignment === 1,
 } as const;
+
+/**
+ * Holds (true) or releases (false) io_uring submissions of this thread's ring: while held, reads
+ * and writes queue their SQEs, and the last release submits them in one io_uring_enter (one
+ * device kick for the batch). Holds nest; without the addon or a ring, nothing happens.
+ */
+export function submitHold(on: boolean): void {
+  addon?.submitHold(on);
+}

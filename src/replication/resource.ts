@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events';
 import { rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { openBackstore } from '../backstore/index.js';
+import { submitHold } from '../native/index.js';
 import { type Backstore, BackstoreError, BackstoreErrorCode, type WriteOptions } from '../backstore/types.js';
 import { type Logger, silentLogger } from '../util/log.js';
 import {
@@ -95,6 +96,8 @@ const FRAME_GROUP = frameGroupSetting();
  * 3 rounds: 1,737 / 1,824 / 1,682 → 2,005 / 1,920 / 1,954 MiB/s.
  */
 const LOCAL_FIRST_BYTES = 256 * 1024;
+
+const SUBMIT_BATCH = process.env['LUNAR_REPL_SUBMIT_BATCH'] !== '0';
 
 /** The local write's options (shared: no object per write). */
 const FUA: WriteOptions = Object.freeze({ fua: true });
@@ -788,7 +791,12 @@ export class Resource extends EventEmitter<ResourceEvents> {
     for (let i = 0; i < peers.length; i++) (peers[i] as Peer).conn?.flush();
     const q = this.#afterFrames;
     this.#afterFrames = this.#afterFramesSpare;
-    for (let i = 0; i < q.length; i++) this.#submitLocal(q[i] as WriteOp);
+    if (SUBMIT_BATCH) submitHold(true);
+    try {
+      for (let i = 0; i < q.length; i++) this.#submitLocal(q[i] as WriteOp);
+    } finally {
+      if (SUBMIT_BATCH) submitHold(false);
+    }
     q.length = 0;
     this.#afterFramesSpare = q;
   }
