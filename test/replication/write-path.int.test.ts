@@ -164,22 +164,22 @@ describe('write path mechanics', () => {
     };
     const { a, b, bs } = await primaryPair(cfg, open);
     primary = a;
-    // QD1 and a burst of 16 at once: the frames of the first 12 leave in one writev and their local
+    // QD1 and a burst of 20 at once: the frames of the first 16 leave in one writev and their local
     // writes are submitted at once, while the burst is still being issued (FRAME_GROUP); the
     // other 4 at the end of the tick.
     for (let i = 0; i < 20; i++) await bs.write(i * 2, Buffer.alloc(4096, i));
     const burst: Promise<void>[] = [];
     const before: number[] = [];
-    for (let i = 0; i < 16; i++) {
+    for (let i = 0; i < 20; i++) {
       before.push(seen.length - 20);
       burst.push(bs.write(100 + i, Buffer.alloc(4096, i)));
     }
     const atEnd = seen.length - 20;
     await Promise.all(burst);
-    expect(before[12]).toBe(12);
-    expect(before.slice(0, 12).every((n) => n === 0)).toBe(true);
-    expect(atEnd).toBe(12);
-    expect(seen.length).toBe(36);
+    expect(before[16]).toBe(16);
+    expect(before.slice(0, 16).every((n) => n === 0)).toBe(true);
+    expect(atEnd).toBe(16);
+    expect(seen.length).toBe(40);
     // Both ends read into the static buffer (dialer: connect's onread; acceptor: socket taken
     // over), not through 'data' events with a Buffer per read.
     for (const [r, peer] of [
@@ -199,8 +199,8 @@ describe('write path mechanics', () => {
     await bs.write(512, Buffer.alloc(1024 * 1024, 7));
     expect(reader?.bytesInPlace).toBeGreaterThan(0);
     // A write of 256 KiB or more is submitted locally first; its frame leaves at the end of the tick.
-    expect(seen.length).toBe(37);
-    expect(seen[36]?.corked).not.toBe(0);
+    expect(seen.length).toBe(41);
+    expect(seen[40]?.corked).not.toBe(0);
     expect(await a.verify()).toBe(0);
   });
 
