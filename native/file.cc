@@ -291,9 +291,9 @@ uint64_t InlineMaxSetting() {
   return end != nullptr && *end == '\0' ? static_cast<uint64_t>(v) : kDefaultInlineMax;
 }
 
-// Whether memory-backed files copy through a shared mapping (LUNAR_MEMFILE_MMAP=0: never).
-bool MmapSetting() {
-  const char* e = std::getenv("LUNAR_MEMFILE_MMAP");
+// A switch that is on unless the environment sets it to 0 (LUNAR_MEMFILE_MMAP, LUNAR_MEMFILE_NT).
+bool EnvSwitch(const char* name) {
+  const char* e = std::getenv(name);
   return e == nullptr || std::strcmp(e, "0") != 0;
 }
 
@@ -348,7 +348,7 @@ bool SigbusGuardInstalled() {
 // destination line in (read-for-ownership), then evict something hot for it. glibc's memcpy
 // streams only far above 1 MiB (its threshold is a share of the L3 size).
 constexpr size_t kStreamMin = 64 * 1024;
-bool g_stream = std::getenv("LUNAR_MEMFILE_NT") == nullptr || std::strcmp(std::getenv("LUNAR_MEMFILE_NT"), "0") != 0;
+const bool g_stream = EnvSwitch("LUNAR_MEMFILE_NT");
 void StreamCopy(void* dst, const void* src, size_t n) {
   auto* d = static_cast<uint8_t*>(dst);
   const auto* s = static_cast<const uint8_t*>(src);
@@ -438,7 +438,7 @@ class FileHandle : public Napi::ObjectWrap<FileHandle> {
     if (r_.engine != "threadpool") ring_ = Ring::Get(info.Env());
     if (r_.memory_backed) {
       inline_max_ = InlineMaxSetting();
-      map_wanted_ = inline_max_ > 0 && MmapSetting();
+      map_wanted_ = inline_max_ > 0 && EnvSwitch("LUNAR_MEMFILE_MMAP");
     }
   }
 

@@ -631,14 +631,14 @@ export class Resource extends EventEmitter<ResourceEvents> {
 
   /** write() past the I/O gate: role check, then the interval lock (its order is fixed here). */
   #writeStart(offset: number, length: number, data: Buffer | null, fua: boolean): Promise<void> {
-    if (this.role !== 'Primary') {
-      return Promise.reject(
-        new BackstoreError(BackstoreErrorCode.READ_ONLY, `${this.name}: writes need the Primary role`),
-      );
-    }
-    const b = this.backing;
-    if (b === null) {
-      return Promise.reject(new BackstoreError(BackstoreErrorCode.IO, `${this.name}: no local disk`));
+    let b: Backstore;
+    try {
+      if (this.role !== 'Primary') {
+        throw new BackstoreError(BackstoreErrorCode.READ_ONLY, `${this.name}: writes need the Primary role`);
+      }
+      b = this.#backing();
+    } catch (e) {
+      return Promise.reject(e as Error);
     }
     // The disk and AL of the moment the write entered (as the async version captured them).
     const op = new WriteOp(offset, length, data, fua, b, this.al as ActivityLog);

@@ -12,7 +12,7 @@ import {
   openNativeFile,
   submitHold,
 } from '../../src/native/index.js';
-import { diskScratch, patternBytes, rejection, tmpfsScratch } from './helpers.js';
+import { diskScratch, inTmpfs, patternBytes, rejection } from './helpers.js';
 
 let dir = '';
 let cleanup: () => Promise<void> = async () => {};
@@ -345,10 +345,8 @@ describe.runIf(nativeLoaded)('native-only behaviour', () => {
 
 describe.runIf(nativeLoaded)('tmpfs', () => {
   it('O_DIRECT on tmpfs is reported as not in use (direct: false, with the reason)', async () => {
-    const s = await tmpfsScratch('native');
-    if (s === null) return;
-    try {
-      const f = await openBlockFile(join(s.dir, 'x.img'), { create: true, direct: true });
+    await inTmpfs('native', async (mem) => {
+      const f = await openBlockFile(join(mem, 'x.img'), { create: true, direct: true });
       expect(f.direct).toBe(false);
       expect(f.directNote).toMatch(/tmpfs|O_DIRECT|buffered/);
       // Buffered: any alignment works.
@@ -357,9 +355,7 @@ describe.runIf(nativeLoaded)('tmpfs', () => {
       expect(await f.read(b, 0)).toBe(8);
       expect(b.subarray(3).toString()).toBe('hello');
       await f.close();
-    } finally {
-      await s.cleanup();
-    }
+    });
   });
 });
 
@@ -397,10 +393,8 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
   type Native = BlockFile & { inflight: number; memoryBacked: boolean; inlineMax: number };
   for (const engine of ['io_uring', 'threadpool'] as const) {
     it(`${engine}: up to inlineMax bytes run inline (nothing in flight), larger ones through the engine`, async () => {
-      const s = await tmpfsScratch('native');
-      if (s === null) return;
-      try {
-        const f = (await openNativeFile(join(s.dir, 'm.img'), {
+      await inTmpfs('native', async (mem) => {
+        const f = (await openNativeFile(join(mem, 'm.img'), {
           create: true,
           direct: true,
           engine,
@@ -440,9 +434,7 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
         expect(all.subarray(8192).equals(big.subarray(8192))).toBe(true);
         await f.close();
         expect(await rejection(f.write(small, 0))).toMatchObject({ code: 'EBADF' });
-      } finally {
-        await s.cleanup();
-      }
+      });
     });
   }
 
@@ -453,10 +445,8 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
   ) => (await openNativeFile(path, { create: opts.readOnly !== true, direct: true, ...opts })) as Mapped;
 
   it('inline transfers copy through a shared mapping: other readers and writers see the same bytes', async () => {
-    const s = await tmpfsScratch('native');
-    if (s === null) return;
-    try {
-      const path = join(s.dir, 'map.img');
+    await inTmpfs('native', async (mem) => {
+      const path = join(mem, 'map.img');
       await writeFile(path, patternBytes(1 << 20, 3)); // fully allocated: reads use the mapping too
       const f = await openMem(path);
       expect(f.mapped).toBe(false); // mapped at the first inline transfer
@@ -493,16 +483,12 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
       expect(tail.equals(patternBytes(4096, 7))).toBe(true);
       await f.close();
       expect(f.mapped).toBe(false);
-    } finally {
-      await s.cleanup();
-    }
+    });
   });
 
   it('a file shrunk under the mapping: the write faults, falls back to pwrite, and lands', async () => {
-    const s = await tmpfsScratch('native');
-    if (s === null) return;
-    try {
-      const path = join(s.dir, 'shrink.img');
+    await inTmpfs('native', async (mem) => {
+      const path = join(mem, 'shrink.img');
       await writeFile(path, Buffer.alloc(1 << 20));
       const f = await openMem(path);
       await f.write(patternBytes(4096, 1), 0);
@@ -518,16 +504,12 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
       // A read past the new end from the mapping would fault as well: plain pread, 0 bytes.
       expect(await f.read(back, 600 * 1024)).toBe(0);
       await f.close();
-    } finally {
-      await s.cleanup();
-    }
+    });
   });
 
   it('holes: writes map pages as pwrite would; reads of a sparse or punched file use pread', async () => {
-    const s = await tmpfsScratch('native');
-    if (s === null) return;
-    try {
-      const path = join(s.dir, 'sparse.img');
+    await inTmpfs('native', async (mem) => {
+      const path = join(mem, 'sparse.img');
       const f = await openMem(path);
       await f.truncate(1 << 20);
       const data = patternBytes(4096, 9);
@@ -545,9 +527,7 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
       await f.write(data, 12288);
       expect((await stat(path)).blocks * 512).toBe(4096);
       await f.close();
-    } finally {
-      await s.cleanup();
-    }
+    });
   });
 
   it('a full tmpfs: a write into a hole faults in the mapping and fails with ENOSPC, no crash', async () => {
@@ -584,10 +564,8 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
   });
 
   it('read-only handles map read-only; LUNAR_MEMFILE_MMAP=0 keeps pread/pwrite', async () => {
-    const s = await tmpfsScratch('native');
-    if (s === null) return;
-    try {
-      const path = join(s.dir, 'ro.img');
+    await inTmpfs('native', async (mem) => {
+      const path = join(mem, 'ro.img');
       const content = patternBytes(65536, 11);
       await writeFile(path, content);
       const ro = await openMem(path, { readOnly: true });
@@ -608,9 +586,7 @@ describe.runIf(nativeLoaded)('memory-backed files: small transfers inline', () =
         delete process.env['LUNAR_MEMFILE_MMAP'];
       }
       expect((await readFile(path)).subarray(0, 4096).equals(content.subarray(4096, 8192))).toBe(true);
-    } finally {
-      await s.cleanup();
-    }
+    });
   });
 
   it('files on a disk are not memory-backed and never run inline', async () => {

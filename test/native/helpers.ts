@@ -34,6 +34,17 @@ export async function tmpfsScratch(
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
+/** Runs `fn` in a fresh tmpfs directory and removes the directory afterwards; nothing without tmpfs. */
+export async function inTmpfs(prefix: string, fn: (dir: string) => Promise<void>): Promise<void> {
+  const s = await tmpfsScratch(prefix);
+  if (s === null) return;
+  try {
+    await fn(s.dir);
+  } finally {
+    await s.cleanup();
+  }
+}
+
 /** Deterministic pseudo-random bytes. */
 export function patternBytes(length: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(length);
